@@ -1,0 +1,39 @@
+# Liên thông Hub: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+# All of the hub's state lives under LIENTHONG_HOME; Airflow's own state beside it.
+export LIENTHONG_HOME ?= $(CURDIR)/.lienthong
+export AIRFLOW_HOME ?= $(LIENTHONG_HOME)/airflow
+export AIRFLOW_CONFIG ?= $(CURDIR)/airflow.cfg
+export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+
+.PHONY: setup demo test test-fast bench clean
+
+setup: $(VENV)/.installed
+
+# Re-installs when the project's dependencies change. constraints.txt pins every package
+# (Airflow 3.3 included) so a fresh machine gets exactly what the tests ran with.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(BIN)/lienthong demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/bench_signing.py
+
+clean:
+	rm -rf $(LIENTHONG_HOME) .pytest_cache

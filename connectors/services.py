@@ -1,0 +1,82 @@
+"""The three national services the hub talks to: where their WSDL/XSD live and what they offer.
+
+Shared by the connectors and the sandbox so both sides read the same contract from ``schemas/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+EDXML_NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
+DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
+SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+def schemas_dir() -> Path:
+    return Path(str(resources.files("lienthong.schemas")))
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # the hub's short name, also the audit "partner"
+    title: str  # Vietnamese name, for people
+    namespace: str  # payload namespace
+    wsdl_file: str
+    xsd_file: str
+    path: str  # URL path under the sandbox / gateway root
+    airflow_conn_id: str
+    operations: tuple[str, ...]
+
+    @property
+    def wsdl_path(self) -> Path:
+        return schemas_dir() / self.wsdl_file
+
+    @property
+    def xsd_path(self) -> Path:
+        return schemas_dir() / self.xsd_file
+
+
+CSDL_TTHC = ServiceSpec(
+    name="csdl_tthc",
+    title="CSDL quốc gia về thủ tục hành chính",
+    namespace="urn:lienthong:csdl-tthc:1",
+    wsdl_file="csdl_tthc.wsdl",
+    xsd_file="csdl_tthc.xsd",
+    path="/csdl-tthc",
+    airflow_conn_id="lienthong_csdl",
+    operations=("LayDanhSachTTHC", "LayThuTuc", "LayDanhMucCoQuan", "LayDanhMucLinhVuc"),
+)
+DVC_PORTAL = ServiceSpec(
+    name="dvc_portal",
+    title="Cổng Dịch vụ công quốc gia",
+    namespace="urn:lienthong:dvc:1",
+    wsdl_file="dvc_portal.wsdl",
+    xsd_file="dvc_portal.xsd",
+    path="/dvc",
+    airflow_conn_id="lienthong_dvc",
+    operations=("DongBoHoSoMC", "CapNhatTienDoHoSoMC", "TraCuuHoSo",
+                "BatDauTaiTepKetQua", "TaiPhanTepKetQua", "KetThucTaiTepKetQua"),
+)
+BAOCAO = ServiceSpec(
+    name="baocao",
+    title="Hệ thống thông tin báo cáo quốc gia",
+    namespace="urn:lienthong:baocao:1",
+    wsdl_file="baocao.wsdl",
+    xsd_file="baocao.xsd",
+    path="/baocao",
+    airflow_conn_id="lienthong_baocao",
+    operations=("GuiBaoCao", "LayTrangThaiBaoCao"),
+)
+
+SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (CSDL_TTHC, DVC_PORTAL, BAOCAO)}
+
+
+@cache
+def service(name: str) -> ServiceSpec:
+    try:
+        return SERVICES[name]
+    except KeyError:
+        raise KeyError(f"unknown service {name!r}; known: {', '.join(SERVICES)}") from None

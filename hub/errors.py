@@ -1,0 +1,223 @@
+"""The hub's one error tree.
+
+Every failure the hub can meet is one of these types, so a caller decides what to do by
+catching a type, never by reading a message::
+
+    HubError
+    ├── RetryableError                 try again later: the same message may well succeed
+    │   ├── TransportError             connection refused/reset, TLS handshake interrupted
+    │   │   └── TransportTimeout       no answer within the operation timeout
+    │   ├── ServiceUnavailable         HTTP 5xx / 429 from the partner or gateway
+    │   └── TransientFault             SOAP Fault the partner marks as temporary
+    └── FatalError                     the same message will fail again: dead-letter it
+        ├── ConfigurationError         missing key, endpoint, agency code, bad setting
+        ├── TlsError                   the partner's TLS certificate does not verify
+        ├── XmlRejected                hostile or broken XML (see hub.xmlsafe)
+        │   ├── XmlTooLarge, XmlTooDeep, XmlMalformed, XmlEncodingError
+        │   └── XmlDtdForbidden, XmlEntityForbidden, XmlXIncludeForbidden, XmlProcessingInstructionForbidden
+        ├── SchemaViolation            the message does not match its XSD
+        ├── EnvelopeError              envelope well-formed and valid but wrong for this exchange
+        │   ├── WrongRecipient         To/OrganId is not the agency expected
+        │   ├── WrongSender            From/OrganId is not the partner expected
+        │   └── UnexpectedResponse     Subject/ResponseFor does not match the request
+        ├── SignatureError             XML-DSig checks (see signing.verifier)
+        │   ├── MissingSignature, MultipleSignatures, UnexpectedReference, WeakAlgorithm
+        │   ├── DigestMismatch, InvalidSignatureValue
+        │   └── CertificateError
+        │       ├── UntrustedCertificate, ExpiredCertificate, NotYetValidCertificate
+        │       └── RevokedCertificate, KeyUsageViolation
+        ├── PartnerFault               SOAP Fault that will not go away on retry (business rejection)
+        └── AuditChainBroken           the audit ledger does not verify
+
+Each error carries a short stable ``code`` (used in SOAP faults, dead letters and CLI output) and a
+human message that names what is wrong and where.
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose."""
+
+    code = "HUB_ERROR"
+    retryable = False
+
+    def __init__(self, message: str, *, code: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.detail = detail
+
+    def __str__(self) -> str:  # one clear line, used verbatim by the CLI
+        return super().__str__()
+
+
+class RetryableError(HubError):
+    """The exchange may succeed if tried again later (after a backoff)."""
+
+    code = "RETRYABLE"
+    retryable = True
+
+
+class TransportError(RetryableError):
+    code = "TRANSPORT"
+
+
+class TransportTimeout(TransportError):
+    code = "TIMEOUT"
+
+
+class ServiceUnavailable(RetryableError):
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str, *, status: int | None = None, **kw):
+        super().__init__(message, **kw)
+        self.status = status
+
+
+class TransientFault(RetryableError):
+    """A SOAP Fault whose code the partner documents as temporary."""
+
+    code = "TRANSIENT_FAULT"
+
+
+class FatalError(HubError):
+    """Retrying the same bytes cannot help: dead-letter with the reason."""
+
+    code = "FATAL"
+
+
+class ConfigurationError(FatalError):
+    code = "CONFIGURATION"
+
+
+class TlsError(FatalError):
+    """The partner's TLS certificate did not verify: a configuration or interception problem."""
+
+    code = "TLS_INVALID"
+
+
+# --- XML hardening -------------------------------------------------------------------------
+class XmlRejected(FatalError):
+    code = "XML_REJECTED"
+
+
+class XmlTooLarge(XmlRejected):
+    code = "XML_TOO_LARGE"
+
+
+class XmlTooDeep(XmlRejected):
+    code = "XML_TOO_DEEP"
+
+
+class XmlMalformed(XmlRejected):
+    code = "XML_MALFORMED"
+
+
+class XmlEncodingError(XmlRejected):
+    code = "XML_ENCODING"
+
+
+class XmlDtdForbidden(XmlRejected):
+    code = "XML_DTD_FORBIDDEN"
+
+
+class XmlEntityForbidden(XmlRejected):
+    code = "XML_ENTITY_FORBIDDEN"
+
+
+class XmlXIncludeForbidden(XmlRejected):
+    code = "XML_XINCLUDE_FORBIDDEN"
+
+
+class XmlProcessingInstructionForbidden(XmlRejected):
+    code = "XML_PI_FORBIDDEN"
+
+
+# --- schema and envelope -------------------------------------------------------------------
+class SchemaViolation(FatalError):
+    code = "SCHEMA_INVALID"
+
+
+class EnvelopeError(FatalError):
+    code = "ENVELOPE_INVALID"
+
+
+class WrongRecipient(EnvelopeError):
+    code = "WRONG_RECIPIENT"
+
+
+class WrongSender(EnvelopeError):
+    code = "WRONG_SENDER"
+
+
+class UnexpectedResponse(EnvelopeError):
+    code = "UNEXPECTED_RESPONSE"
+
+
+# --- signatures ----------------------------------------------------------------------------
+class SignatureError(FatalError):
+    code = "SIGNATURE_INVALID"
+
+
+class MissingSignature(SignatureError):
+    code = "SIGNATURE_MISSING"
+
+
+class MultipleSignatures(SignatureError):
+    code = "SIGNATURE_MULTIPLE"
+
+
+class UnexpectedReference(SignatureError):
+    code = "SIGNATURE_UNEXPECTED_REFERENCE"
+
+
+class WeakAlgorithm(SignatureError):
+    code = "SIGNATURE_WEAK_ALGORITHM"
+
+
+class DigestMismatch(SignatureError):
+    code = "SIGNATURE_DIGEST_MISMATCH"
+
+
+class InvalidSignatureValue(SignatureError):
+    code = "SIGNATURE_VALUE_INVALID"
+
+
+class CertificateError(SignatureError):
+    code = "CERTIFICATE_INVALID"
+
+
+class UntrustedCertificate(CertificateError):
+    code = "CERTIFICATE_UNTRUSTED"
+
+
+class ExpiredCertificate(CertificateError):
+    code = "CERTIFICATE_EXPIRED"
+
+
+class NotYetValidCertificate(CertificateError):
+    code = "CERTIFICATE_NOT_YET_VALID"
+
+
+class RevokedCertificate(CertificateError):
+    code = "CERTIFICATE_REVOKED"
+
+
+class KeyUsageViolation(CertificateError):
+    code = "CERTIFICATE_KEY_USAGE"
+
+
+# --- partner answers and audit -------------------------------------------------------------
+class PartnerFault(FatalError):
+    """A SOAP Fault that retrying will not fix (business rejection, invalid request)."""
+
+    code = "PARTNER_FAULT"
+
+    def __init__(self, message: str, *, fault_code: str | None = None, **kw):
+        super().__init__(message, **kw)
+        self.fault_code = fault_code
+
+
+class AuditChainBroken(FatalError):
+    code = "AUDIT_CHAIN_BROKEN"

@@ -1,0 +1,2 @@
+"""Liên thông Hub."""
+__version__ = "0.1.0"
