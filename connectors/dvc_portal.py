@@ -1,0 +1,167 @@
+"""Connector to the national public-service portal (Cổng Dịch vụ công quốc gia).
+
+Operations as the portal names them: ``DongBoHoSoMC`` (dossiers, new or ``isUpdating``),
+``CapNhatTienDoHoSoMC`` (processing steps), ``TraCuuHoSo`` (does the portal have this dossier?)
+and a chunked, resumable upload of digital-result files (``BatDauTaiTepKetQua`` /
+``TaiPhanTepKetQua`` / ``KetThucTaiTepKetQua``) checked end to end with SHA-256.
+
+Dossiers are given as dicts keyed by the portal's field names; this module puts them in schema
+order and refuses unknown keys, so a typo in a mapping fails loudly instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .payload import build
+from .services import DVC_PORTAL
+from .soap import SoapConnector
+
+NS = DVC_PORTAL.namespace
+_N = "{%s}" % NS
+
+#: DongBoHoSoMC/HoSo fields in schema order (DOMAIN.md, portal spelling)
+HOSO_FIELDS = (
+    "MaHoSo", "MaTTHC", "TenTTHC", "MaLinhVuc", "TenLinhVuc", "KenhThucHien", "ChuHoSo", "SoGiayToChuHoSo",
+    "LoaiDoiTuong", "MaDoiTuong", "Email", "SoDienThoai", "TrichYeuHoSo", "NgayNopHoSo", "NgayTiepNhan",
+    "NgayHenTra", "TrangThaiHoSo", "NgayTra", "ThongTinTra", "HinhThuc", "NgayKetThucXuLy", "NgayTuChoi",
+    "DonViXuLy", "GhiChu", "NoiNopHoSo", "HoSoCoThanhPhanSoHoa", "TaiKhoanDuocXacThucVoiVNeID",
+    "DuocThanhToanTrucTuyen", "DinhDanhCHS", "DSKetNoiCSDL", "TaiLieuNop", "DanhSachLePhi",
+    "DanhSachHoSoBoSung", "DanhSachGiayToKetQua",
+)
+#: CapNhatTienDoHoSoMC/QuaTrinhXuLy fields in schema order
+QUATRINH_FIELDS = (
+    "MaHoSo", "NguoiXuLy", "ChucDanh", "ThoiDiemXuLy", "PhongBanXuLy", "NoiDungXuLy", "TrangThai",
+    "NgayBatDau", "NgayKetThucTheoQuyDinh",
+)
+#: 512 KiB: well under the 1 MiB chunk limit of the schema once base64-encoded (×4/3).
+DEFAULT_CHUNK_SIZE = 512 * 1024
+
+
+def _ordered(record: dict[str, Any], order: tuple[str, ...], what: str) -> dict[str, Any]:
+    unknown = set(record) - set(order)
+    if unknown:
+        raise ValueError(f"{what} has fields the portal does not know: {', '.join(sorted(unknown))}")
+    return {k: record[k] for k in order if k in record}
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """The portal's answer for one dossier or step: MaLoi "0" means accepted."""
+
+    ma_ho_so: str
+    ma_loi: str
+    mo_ta: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.ma_loi == "0"
+
+
+@dataclass(frozen=True)
+class UploadedResult:
+    giay_to_id: str
+    url: str
+    sha256: str
+    size: int
+    resumed_from: int
+
+
+class DvcPortalClient:
+    def __init__(self, connector: SoapConnector):
+        if connector.spec is not DVC_PORTAL:
+            raise ValueError("DvcPortalClient needs a connector for dvc_portal")
+        self.connector = connector
+
+    def _results(self, payload) -> list[ItemResult]:
+        return [ItemResult(el.findtext(_N + "MaHoSo"), el.findtext(_N + "MaLoi"), el.findtext(_N + "MoTa") or "")
+                for el in payload.iterfind(_N + "KetQua")]
+
+    def sync_dossiers(self, dossiers: list[dict[str, Any]], *, is_updating: bool,
+                      document_id: str | None = None, correlation_id: str | None = None,
+                      attempt: int = 1) -> list[ItemResult]:
+        payload = build(NS, "DongBoHoSoMC", {
+            "isUpdating": is_updating,
+            "HoSo": [_ordered(d, HOSO_FIELDS, f"dossier {d.get('MaHoSo')}") for d in dossiers],
+        })
+        reply = self.connector.call("DongBoHoSoMC", payload, document_id=document_id,
+                                    correlation_id=correlation_id, attempt=attempt)
+        return self._results(reply.payload)
+
+    def update_progress(self, steps: list[dict[str, Any]], *, document_id: str | None = None,
+                        correlation_id: str | None = None, attempt: int = 1) -> list[ItemResult]:
+        payload = build(NS, "CapNhatTienDoHoSoMC", {
+            "QuaTrinhXuLy": [_ordered(s, QUATRINH_FIELDS, f"step of {s.get('MaHoSo')}") for s in steps],
+        })
+        reply = self.connector.call("CapNhatTienDoHoSoMC", payload, document_id=document_id,
+                                    correlation_id=correlation_id, attempt=attempt)
+        return self._results(reply.payload)
+
+    def lookup(self, ma_ho_so: str) -> dict[str, Any]:
+        reply = self.connector.call("TraCuuHoSo", build(NS, "TraCuuHoSo", {"MaHoSo": ma_ho_so}))
+        p = reply.payload
+        return {
+            "MaHoSo": p.findtext(_N + "MaHoSo"),
+            "TonTai": p.findtext(_N + "TonTai") in ("true", "1"),
+            "TrangThaiHoSo": p.findtext(_N + "TrangThaiHoSo"),
+            "NgayCapNhat": p.findtext(_N + "NgayCapNhat"),
+        }
+
+    def upload_result(self, ma_ho_so: str, source: Path | bytes, *, file_name: str, mime_type: str,
+                      ma_giay_to_ket_qua: str | None = None,
+                      chunk_size: int = DEFAULT_CHUNK_SIZE) -> UploadedResult:
+        """Stream a result file in chunks; a restarted upload resumes where the portal stopped.
+
+        The file is read twice (hash, then send) rather than held in memory: results can be large
+        scans. The portal checks the SHA-256 announced at the start against what it assembled.
+        """
+        if isinstance(source, (bytes, bytearray)):
+            size = len(source)
+            opener = lambda: io.BytesIO(source)  # noqa: E731
+        else:
+            size = os.path.getsize(source)
+            opener = lambda: open(source, "rb")  # noqa: E731
+        digest = hashlib.sha256()
+        with opener() as fh:
+            for block in iter(lambda: fh.read(1024 * 1024), b""):
+                digest.update(block)
+        sha = digest.hexdigest()
+        start = self.connector.call("BatDauTaiTepKetQua", build(NS, "BatDauTaiTepKetQua", {
+            "MaHoSo": ma_ho_so, "MaGiayToKetQua": ma_giay_to_ket_qua, "TenTep": file_name,
+            "KieuTep": mime_type, "KichThuoc": size, "SHA256": sha,
+        })).payload
+        session = start.findtext(_N + "MaPhienTai")
+        received = resumed_from = int(start.findtext(_N + "DaNhan") or 0)
+        with opener() as fh:
+            fh.seek(received)
+            while received < size:
+                chunk = _read_exact(fh, min(chunk_size, size - received))
+                answer = self.connector.call("TaiPhanTepKetQua", build(NS, "TaiPhanTepKetQua", {
+                    "MaPhienTai": session, "ViTri": received, "DuLieu": _b64(chunk),
+                }), correlation_id=session).payload
+                received = int(answer.findtext(_N + "DaNhan"))
+                fh.seek(received)
+        done = self.connector.call("KetThucTaiTepKetQua", build(NS, "KetThucTaiTepKetQua", {
+            "MaPhienTai": session, "SHA256": sha,
+        }), correlation_id=session).payload
+        return UploadedResult(giay_to_id=done.findtext(_N + "GiayToId"),
+                              url=done.findtext(_N + "DuongDanTepTinKetQua"),
+                              sha256=done.findtext(_N + "SHA256"), size=size, resumed_from=resumed_from)
+
+
+def _read_exact(fh: BinaryIO, n: int) -> bytes:
+    data = fh.read(n)
+    if len(data) != n:
+        raise OSError(f"result file changed while uploading: expected {n} more bytes, read {len(data)}")
+    return data
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")

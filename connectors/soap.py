@@ -1,0 +1,251 @@
+"""The thin SOAP client every national connector is built on.
+
+One call = build the envelope → check it against the service's XSD → sign it → frame it in SOAP →
+record it in the audit trail → POST it → record the reply → classify the answer → verify the
+reply's signature → check the reply's schema and addressing. In that order, synchronously:
+nothing reaches the wire unsigned or unaudited, and nothing is handed back unverified.
+
+zeep loads the service's WSDL from ``schemas/`` (never from the network), resolves each
+operation's SOAPAction and default address, and owns the HTTP transport (a ``requests`` session
+with TLS verification on, an optional client certificate and an ``operation_timeout``). The SOAP
+body is assembled by :mod:`.soapframe` from the exact signed bytes, so that what was signed is,
+byte for byte, what is sent and what is audited.
+
+POST is not retried here (urllib3 does not retry it either): the caller owns the retry policy and
+reacts to the error's type (``RetryableError`` vs ``FatalError``, see :mod:`lienthong.hub.errors`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from functools import cache
+
+import requests
+import zeep
+from lxml import etree
+from zeep.transports import Transport
+
+from ..hub.audit import AuditTrail
+from ..hub.envelope import Envelope, Party, build_envelope, parse_envelope
+from ..hub.inbound import open_envelope
+from ..hub.errors import (
+    ConfigurationError,
+    FatalError,
+    HubError,
+    PartnerFault,
+    ServiceUnavailable,
+    TlsError,
+    TransportError,
+    TransportTimeout,
+    UnexpectedResponse,
+)
+from ..hub.settings import PartnerEndpoint, Settings
+from ..hub.validation import validate
+from ..signing.cli import signer_for, trust_store_for
+from ..signing.signer import Signer
+from ..signing.verifier import VerifiedDocument, Verifier
+from .services import ServiceSpec, service
+from .soapframe import body_bytes, unwrap_soap, wrap_soap
+
+
+@dataclass(frozen=True)
+class OperationBinding:
+    name: str
+    soap_action: str
+
+
+@dataclass(frozen=True)
+class WsdlInfo:
+    default_address: str
+    operations: dict[str, OperationBinding]
+
+
+@cache
+def wsdl_info(service_name: str) -> WsdlInfo:
+    """Parse a service's local WSDL once per process with zeep (no network access)."""
+    spec = service(service_name)
+    settings = zeep.Settings(strict=True, xml_huge_tree=False, forbid_dtd=True, forbid_entities=True,
+                             forbid_external=True)
+    try:
+        client = zeep.Client(wsdl=str(spec.wsdl_path), settings=settings)
+    except Exception as exc:  # zeep raises a variety of types for a broken WSDL
+        raise ConfigurationError(f"cannot load WSDL {spec.wsdl_path}: {exc}") from None
+    wsdl_service = next(iter(client.wsdl.services.values()))
+    port = next(iter(wsdl_service.ports.values()))
+    ops = {}
+    for name, op in port.binding._operations.items():
+        ops[name] = OperationBinding(name=name, soap_action=op.soapaction or name)
+    missing = set(spec.operations) - set(ops)
+    if missing:
+        raise ConfigurationError(f"{spec.wsdl_file} lacks operations {sorted(missing)}")
+    return WsdlInfo(default_address=port.binding_options["address"], operations=ops)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A verified answer: the parsed envelope of the reply and what it took to get it."""
+
+    operation: str
+    request_document_id: str
+    envelope: Envelope
+    signer: VerifiedDocument
+    latency_ms: float
+    audit_seqs: tuple[int, int]
+    request_bytes: bytes
+    response_bytes: bytes
+
+    @property
+    def payload(self) -> etree._Element:
+        return self.envelope.payload
+
+
+class SoapConnector:
+    """Talks to one national service. Thread-safe; keep one per service per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        service_name: str,
+        *,
+        audit: AuditTrail,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
+        session: requests.Session | None = None,
+    ):
+        self.settings = settings
+        self.spec: ServiceSpec = service(service_name)
+        self.endpoint: PartnerEndpoint = settings.partner(service_name)
+        self.wsdl = wsdl_info(service_name)
+        self.address = self.endpoint.url or self.wsdl.default_address
+        self.audit = audit
+        self.signer = signer or signer_for(settings)
+        self.verifier = verifier or Verifier(trust_store_for(settings))
+        self.me = Party(settings.agency_code, settings.agency_name)
+        self.partner = Party(self.endpoint.agency_code, self.endpoint.agency_name)
+        self._local = threading.local()
+        self._session = session
+
+    # --- transport --------------------------------------------------------------------------
+    def _transport(self) -> Transport:
+        """One zeep transport (and so one pooled ``requests`` session) per thread."""
+        transport = getattr(self._local, "transport", None)
+        if transport is None:
+            session = self._session or requests.Session()
+            session.verify = self.endpoint.tls_verify
+            if self.endpoint.client_cert:
+                parts = self.endpoint.client_cert.split(",")
+                session.cert = tuple(parts) if len(parts) == 2 else parts[0]
+            transport = Transport(session=session, timeout=self.settings.operation_timeout,
+                                  operation_timeout=self.settings.operation_timeout)
+            self._local.transport = transport
+        return transport
+
+    def _post(self, action: str, message: bytes) -> requests.Response:
+        headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
+        try:
+            return self._transport().post(self.address, message, headers)
+        except requests.exceptions.SSLError as exc:
+            raise TlsError(f"TLS verification of {self.address} failed: {exc}") from None
+        except requests.exceptions.Timeout:
+            raise TransportTimeout(
+                f"{self.spec.name} did not answer within {self.settings.operation_timeout:g} s ({self.address})"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise TransportError(f"cannot reach {self.spec.name} at {self.address}: {exc}") from None
+
+    # --- one exchange -----------------------------------------------------------------------
+    def call(
+        self,
+        operation: str,
+        payload: etree._Element,
+        *,
+        document_id: str | None = None,
+        correlation_id: str | None = None,
+        attempt: int = 1,
+    ) -> Reply:
+        binding = self.wsdl.operations.get(operation)
+        if binding is None or operation not in self.spec.operations:
+            raise ConfigurationError(f"{self.spec.name} has no operation {operation!r}")
+        envelope = build_envelope(sender=self.me, recipients=[self.partner], subject=operation,
+                                  payload=payload, document_id=document_id)
+        validate(envelope, self.spec.name, what=f"{operation} request")
+        doc_id = parse_envelope(envelope).document_id
+        signed = self.signer.sign(envelope)
+        request_bytes = wrap_soap(signed)
+        common = dict(partner=self.spec.name, operation=operation, document_id=doc_id,
+                      correlation_id=correlation_id or doc_id, attempt=attempt)
+        out_seq = self.audit.record(direction="out", from_agency=self.me.code, to_agency=self.partner.code,
+                                    raw=request_bytes, outcome="sent", **common)
+        started = time.perf_counter()
+        response: requests.Response | None = None
+        outcome, error, raw = "error", None, b""
+        try:
+            try:
+                response = self._post(binding.soap_action, request_bytes)
+            except TransportTimeout as exc:
+                outcome, error = "timeout", str(exc)
+                raise
+            raw = response.content
+            try:
+                verified, envelope_in = self._accept(operation, doc_id, response)
+            except PartnerFault as exc:
+                outcome, error = "fault", str(exc)
+                raise
+            except ServiceUnavailable as exc:
+                outcome, error = "unavailable", str(exc)
+                raise
+            except HubError as exc:
+                outcome, error = "rejected", str(exc)
+                raise
+            outcome = "ok"
+        except HubError as exc:
+            error = error or str(exc)
+            raise
+        finally:
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            in_seq = self.audit.record(direction="in", from_agency=self.partner.code, to_agency=self.me.code,
+                                       raw=raw, outcome=outcome, latency_ms=latency_ms, error=error,
+                                       **{**common, "document_id": _reply_id(raw) or doc_id})
+        return Reply(operation=operation, request_document_id=doc_id, envelope=envelope_in, signer=verified,
+                     latency_ms=latency_ms, audit_seqs=(out_seq, in_seq), request_bytes=request_bytes,
+                     response_bytes=raw)
+
+    def _accept(self, operation: str, request_id: str,
+                response: requests.Response) -> tuple[VerifiedDocument, Envelope]:
+        """Classify the HTTP answer, then verify, validate and match the reply to the request."""
+        status = response.status_code
+        content = response.content
+        is_xml = content.lstrip()[:1] == b"<"
+        if status in (502, 503, 504, 429) and not is_xml:
+            raise ServiceUnavailable(f"{self.spec.name} answered HTTP {status}", status=status)
+        if status >= 400 and not is_xml:
+            if status >= 500:
+                raise ServiceUnavailable(f"{self.spec.name} answered HTTP {status}", status=status)
+            raise ConfigurationError(f"{self.spec.name} answered HTTP {status} at {self.address}: check the endpoint")
+        child = unwrap_soap(content, partner=self.spec.name, http_status=status)  # raises faults
+        if status != 200:
+            raise FatalError(f"{self.spec.name} answered HTTP {status} without a SOAP Fault")
+        inner = body_bytes(content)
+        accepted = open_envelope(inner if inner is not None else etree.tostring(child),
+                                 service_name=self.spec.name, verifier=self.verifier,
+                                 expected_recipient=self.me.code, expected_sender=self.partner.code,
+                                 what=f"reply to {operation}")
+        env = accepted.envelope
+        if env.response_for != request_id:
+            raise UnexpectedResponse(f"reply answers message {env.response_for}, not {request_id}")
+        if env.subject != operation:
+            raise UnexpectedResponse(f"reply is for operation {env.subject}, not {operation}")
+        return accepted.verified, env
+
+
+def _reply_id(raw: bytes) -> str | None:
+    """The reply's DocumentId for the audit index, read without trusting or fully parsing it."""
+    start = raw.find(b"<edXML:DocumentId>")
+    if start < 0:
+        return None
+    end = raw.find(b"</edXML:DocumentId>", start)
+    if end < 0 or end - start > 200:
+        return None
+    return raw[start + len(b"<edXML:DocumentId>"):end].decode("utf-8", "replace")
