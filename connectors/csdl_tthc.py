@@ -15,12 +15,17 @@ from typing import Any
 
 from lxml import etree
 
-from .payload import build, to_python
+from .payload import element, to_dict
 from .services import CSDL_TTHC
 from .soap import Reply, SoapConnector
 
 NS = CSDL_TTHC.namespace
 _N = "{%s}" % NS
+
+
+def _el(tag, content=None):
+    return element(NS, tag, content, prefix="tthc")
+
 
 #: element names that are lists in LayThuTuc records, even when only one occurs
 THUTUC_LISTS = frozenset({
@@ -52,7 +57,7 @@ class CsdlTthcClient:
 
     def list_page(self, page: int, page_size: int, *, changed_since: datetime | None = None,
                   correlation_id: str | None = None) -> ProcedurePage:
-        reply = self.connector.call("LayDanhSachTTHC", build(NS, "LayDanhSachTTHC", {
+        reply = self.connector.call("LayDanhSachTTHC", _el("LayDanhSachTTHC", {
             "TuNgay": changed_since, "Trang": page, "SoBanGhi": page_size,
         }), correlation_id=correlation_id)
         p = reply.payload
@@ -67,19 +72,19 @@ class CsdlTthcClient:
 
     def procedure_reply(self, code: str, *, correlation_id: str | None = None) -> Reply:
         """The verified reply for one procedure (keeps the raw record for quarantine/versioning)."""
-        return self.connector.call("LayThuTuc", build(NS, "LayThuTuc", {"MATTHC": code}),
+        return self.connector.call("LayThuTuc", _el("LayThuTuc", {"MATTHC": code}),
                                    correlation_id=correlation_id)
 
     def procedure(self, code: str, *, correlation_id: str | None = None) -> dict[str, Any]:
         return thutuc_record(self.procedure_reply(code, correlation_id=correlation_id).payload)
 
     def agencies(self) -> list[dict[str, str]]:
-        reply = self.connector.call("LayDanhMucCoQuan", build(NS, "LayDanhMucCoQuan"))
-        return [to_python(el) for el in reply.payload.iterfind(_N + "CoQuan")]
+        reply = self.connector.call("LayDanhMucCoQuan", _el("LayDanhMucCoQuan"))
+        return [to_dict(el) for el in reply.payload.iterfind(_N + "CoQuan")]
 
     def fields(self) -> list[dict[str, str]]:
-        reply = self.connector.call("LayDanhMucLinhVuc", build(NS, "LayDanhMucLinhVuc"))
-        return [to_python(el) for el in reply.payload.iterfind(_N + "LinhVuc")]
+        reply = self.connector.call("LayDanhMucLinhVuc", _el("LayDanhMucLinhVuc"))
+        return [to_dict(el) for el in reply.payload.iterfind(_N + "LinhVuc")]
 
 
 def thutuc_record(payload: etree._Element) -> dict[str, Any]:
@@ -87,4 +92,4 @@ def thutuc_record(payload: etree._Element) -> dict[str, Any]:
     thutuc = payload.find(_N + "ThuTuc")
     if thutuc is None:
         raise ValueError("LayThuTucResult has no ThuTuc")
-    return to_python(thutuc, lists=THUTUC_LISTS)
+    return to_dict(thutuc, lists=THUTUC_LISTS)

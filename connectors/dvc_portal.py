@@ -18,12 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .payload import build
+from .payload import element
 from .services import DVC_PORTAL
 from .soap import SoapConnector
 
 NS = DVC_PORTAL.namespace
 _N = "{%s}" % NS
+
+
+def _el(tag, content=None):
+    return element(NS, tag, content, prefix="dvc")
+
 
 #: DongBoHoSoMC/HoSo fields in schema order (DOMAIN.md, portal spelling)
 HOSO_FIELDS = (
@@ -85,7 +90,7 @@ class DvcPortalClient:
     def sync_dossiers(self, dossiers: list[dict[str, Any]], *, is_updating: bool,
                       document_id: str | None = None, correlation_id: str | None = None,
                       attempt: int = 1) -> list[ItemResult]:
-        payload = build(NS, "DongBoHoSoMC", {
+        payload = _el("DongBoHoSoMC", {
             "isUpdating": is_updating,
             "HoSo": [_ordered(d, HOSO_FIELDS, f"dossier {d.get('MaHoSo')}") for d in dossiers],
         })
@@ -95,7 +100,7 @@ class DvcPortalClient:
 
     def update_progress(self, steps: list[dict[str, Any]], *, document_id: str | None = None,
                         correlation_id: str | None = None, attempt: int = 1) -> list[ItemResult]:
-        payload = build(NS, "CapNhatTienDoHoSoMC", {
+        payload = _el("CapNhatTienDoHoSoMC", {
             "QuaTrinhXuLy": [_ordered(s, QUATRINH_FIELDS, f"step of {s.get('MaHoSo')}") for s in steps],
         })
         reply = self.connector.call("CapNhatTienDoHoSoMC", payload, document_id=document_id,
@@ -103,7 +108,7 @@ class DvcPortalClient:
         return self._results(reply.payload)
 
     def lookup(self, ma_ho_so: str) -> dict[str, Any]:
-        reply = self.connector.call("TraCuuHoSo", build(NS, "TraCuuHoSo", {"MaHoSo": ma_ho_so}))
+        reply = self.connector.call("TraCuuHoSo", _el("TraCuuHoSo", {"MaHoSo": ma_ho_so}))
         p = reply.payload
         return {
             "MaHoSo": p.findtext(_N + "MaHoSo"),
@@ -131,7 +136,7 @@ class DvcPortalClient:
             for block in iter(lambda: fh.read(1024 * 1024), b""):
                 digest.update(block)
         sha = digest.hexdigest()
-        start = self.connector.call("BatDauTaiTepKetQua", build(NS, "BatDauTaiTepKetQua", {
+        start = self.connector.call("BatDauTaiTepKetQua", _el("BatDauTaiTepKetQua", {
             "MaHoSo": ma_ho_so, "MaGiayToKetQua": ma_giay_to_ket_qua, "TenTep": file_name,
             "KieuTep": mime_type, "KichThuoc": size, "SHA256": sha,
         })).payload
@@ -141,12 +146,12 @@ class DvcPortalClient:
             fh.seek(received)
             while received < size:
                 chunk = _read_exact(fh, min(chunk_size, size - received))
-                answer = self.connector.call("TaiPhanTepKetQua", build(NS, "TaiPhanTepKetQua", {
+                answer = self.connector.call("TaiPhanTepKetQua", _el("TaiPhanTepKetQua", {
                     "MaPhienTai": session, "ViTri": received, "DuLieu": _b64(chunk),
                 }), correlation_id=session).payload
                 received = int(answer.findtext(_N + "DaNhan"))
                 fh.seek(received)
-        done = self.connector.call("KetThucTaiTepKetQua", build(NS, "KetThucTaiTepKetQua", {
+        done = self.connector.call("KetThucTaiTepKetQua", _el("KetThucTaiTepKetQua", {
             "MaPhienTai": session, "SHA256": sha,
         }), correlation_id=session).payload
         return UploadedResult(giay_to_id=done.findtext(_N + "GiayToId"),

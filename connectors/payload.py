@@ -1,65 +1,83 @@
-"""Small helpers to build and read national payload elements from plain Python values.
+"""Small helpers to turn plain Python data into namespace-qualified payload elements and back.
 
-Payload schemas are sequences, so order matters: callers pass dicts in schema order (Python
-dicts keep insertion order). ``None`` leaves an optional element out; a list repeats an element;
-a dict nests one.
+The national payloads are record-shaped (ordered fields, repeated sub-records), so the connectors, the
+sandbox and the sample generator describe them as ordered ``dict``/``list`` values and let :func:`element`
+produce the XML in the order the XSD expects: a ``dict`` keeps its insertion order, a ``list``
+value repeats the element, ``None`` omits it. Reading goes the other way with :func:`text` and
+:func:`children`, always namespace-qualified so an unprefixed (unqualified) element is never
+mistaken for a payload field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from lxml import etree
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
+def _to_text(value: Any) -> str:
+    if isinstance(value, bool):  # before int: bool is an int
         return "true" if value else "false"
     if isinstance(value, datetime):
-        if value.tzinfo is None:
+        if value.tzinfo is None:  # the hub keeps UTC internally; never send an ambiguous time
             value = value.replace(tzinfo=timezone.utc)
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
     return str(value)
 
 
-def _fill(parent: etree._Element, ns: str, fields: Mapping[str, Any]) -> None:
-    for name, value in fields.items():
+def fill(parent: etree._Element, ns: str, content: Mapping[str, Any]) -> etree._Element:
+    """Append the fields of ``content`` to ``parent`` as ``{ns}name`` children, in order."""
+    for name, value in content.items():
         if value is None:
             continue
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if item is None:
+                continue
             child = etree.SubElement(parent, f"{{{ns}}}{name}")
-            if isinstance(v, Mapping):
-                _fill(child, ns, v)
+            if isinstance(item, Mapping):
+                fill(child, ns, item)
             else:
-                child.text = _text(v)
+                child.text = _to_text(item)
+    return parent
 
 
-def build(ns: str, name: str, fields: Mapping[str, Any] | None = None, *, prefix: str = "tt") -> etree._Element:
-    """``build(ns, "LayThuTuc", {"MATTHC": "1.005129"})`` → ``<tt:LayThuTuc><tt:MATTHC>…``."""
-    root = etree.Element(f"{{{ns}}}{name}", nsmap={prefix: ns})
-    _fill(root, ns, fields or {})
-    return root
+def element(ns: str, tag: str, content: Mapping[str, Any] | None = None, *, prefix: str | None = None) -> etree._Element:
+    """A new ``{ns}tag`` element holding ``content`` (see :func:`fill`)."""
+    root = etree.Element(f"{{{ns}}}{tag}", nsmap={prefix: ns} if prefix else None)
+    return fill(root, ns, content or {})
 
 
-def to_python(el: etree._Element, *, lists: frozenset[str] = frozenset()) -> dict[str, Any] | str:
-    """A payload element as nested dicts; names in ``lists`` (or repeated) become lists."""
-    if len(el) == 0:
-        return (el.text or "").strip()
-    out: dict[str, Any] = {}
+def text(parent: etree._Element, ns: str, name: str, default: str | None = None) -> str | None:
+    """Stripped text of the first ``{ns}name`` child, or ``default`` when absent or empty."""
+    value = parent.findtext(f"{{{ns}}}{name}")
+    if value is None:
+        return default
+    value = value.strip()
+    return value if value else default
+
+
+def children(parent: etree._Element, ns: str, name: str) -> list[etree._Element]:
+    return parent.findall(f"{{{ns}}}{name}")
+
+
+def to_dict(el: etree._Element, *, lists: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A record element as a dict keyed by local names (leaf text as ``str``, sub-records as dicts).
+
+    A field that occurs more than once, or whose name is in ``lists``, becomes a list, so that a
+    repeated field reads the same whether it carried one item or many. Used to keep what the
+    sandbox received in a form tests can compare field by field.
+    """
+    grouped: dict[str, list[Any]] = {}
     for child in el:
         if not isinstance(child.tag, str):
             continue
-        key = etree.QName(child).localname
-        value = to_python(child, lists=lists)
-        if key in out:
-            if not isinstance(out[key], list):
-                out[key] = [out[key]]
-            out[key].append(value)
-        elif key in lists:
-            out[key] = [value]
-        else:
-            out[key] = value
-    return out
+        name = etree.QName(child).localname
+        value: Any = to_dict(child, lists=lists) if len(child) else (child.text or "").strip()
+        grouped.setdefault(name, []).append(value)
+    return {k: (v if len(v) > 1 or k in lists else v[0]) for k, v in grouped.items()}

@@ -9,12 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .payload import build
+from .payload import element
 from .services import BAOCAO
 from .soap import SoapConnector
 
 NS = BAOCAO.namespace
 _N = "{%s}" % NS
+
+
+def _el(tag, content=None):
+    return element(NS, tag, content, prefix="bc")
+
 
 #: ChiTieu fields in schema order
 CHITIEU_FIELDS = (
@@ -44,7 +49,7 @@ class ReportingClient:
             unknown = set(row) - set(CHITIEU_FIELDS)
             if unknown:
                 raise ValueError(f"report row has unknown figures: {', '.join(sorted(unknown))}")
-        payload = build(NS, "GuiBaoCao", {
+        payload = _el("GuiBaoCao", {
             "KyBaoCao": {"LoaiKy": period_kind, "Nam": year, "Ky": period},
             "MaCoQuan": agency_code,
             "ChiTieu": [{k: r[k] for k in CHITIEU_FIELDS if k in r} for r in rows],
@@ -53,6 +58,6 @@ class ReportingClient:
         return ReportStatus(p.findtext(_N + "MaBaoCao"), p.findtext(_N + "TrangThai"), p.findtext(_N + "ThoiDiemNhan"))
 
     def report_status(self, ma_bao_cao: str) -> ReportStatus:
-        p = self.connector.call("LayTrangThaiBaoCao", build(NS, "LayTrangThaiBaoCao", {"MaBaoCao": ma_bao_cao})).payload
+        p = self.connector.call("LayTrangThaiBaoCao", _el("LayTrangThaiBaoCao", {"MaBaoCao": ma_bao_cao})).payload
         return ReportStatus(p.findtext(_N + "MaBaoCao"), p.findtext(_N + "TrangThai"),
                             p.findtext(_N + "ThoiDiemNhan"), p.findtext(_N + "GhiChu"))

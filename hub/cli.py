@@ -164,8 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb_sub.required = True
     serve = sb_sub.add_parser("serve", help="serve CSDL TTHC, DVC portal and reporting (see --help)",
                               add_help=False)
-    serve.add_argument("sandbox_args", nargs=argparse.REMAINDER)
-    serve.set_defaults(func=cmd_sandbox_serve)
+    serve.set_defaults(func=cmd_sandbox_serve, passthrough=True)  # options parsed by the sandbox itself
 
     hc = sub.add_parser("healthcheck", help="one signed round trip to each configured national service")
     hc.add_argument("--service", action="append", choices=["csdl_tthc", "dvc_portal", "baocao"])
@@ -179,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        args.sandbox_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except HubError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..connectors.payload import build
+from ..connectors.payload import element
 from ..connectors.services import SERVICES, service
 from ..connectors.soap import SoapConnector
 from .audit import AuditTrail
@@ -21,7 +21,7 @@ from .store import open_store
 PROBES: dict[str, tuple[str, dict[str, Any]]] = {
     "csdl_tthc": ("LayDanhSachTTHC", {"Trang": 1, "SoBanGhi": 1}),
     "dvc_portal": ("TraCuuHoSo", {"MaHoSo": "000.00.00.G10-20260101-0000001"}),
-    "baocao": ("LayTrangThaiBaoCao", {"MaBaoCao": "HEALTHCHECK"}),
+    "baocao": ("LayTrangThaiBaoCao", {"MaBaoCao": "HEALTHCHECK-PROBE"}),
 }
 
 
@@ -32,7 +32,7 @@ def roundtrip(settings: Settings, service_name: str, *, audit: AuditTrail | None
         audit = AuditTrail(open_store(settings).engine)
     operation, fields = PROBES[spec.name]
     connector = SoapConnector(settings, spec.name, audit=audit)
-    reply = connector.call(operation, build(spec.namespace, operation, fields))
+    reply = connector.call(operation, element(spec.namespace, operation, fields))
     return {
         "service": spec.name,
         "endpoint": connector.address,

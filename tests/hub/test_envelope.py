@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 from lxml import etree
 
-from lienthong.connectors.payload import build
+from lienthong.connectors.payload import element
 from lienthong.connectors.services import CSDL_TTHC, DVC_PORTAL
 from lienthong.hub.envelope import Party, build_envelope, edxml_datetime, parse_envelope
 from lienthong.hub.errors import EnvelopeError, SchemaViolation
@@ -17,7 +17,7 @@ NATIONAL = Party("000.00.00.G22", "Văn phòng Chính phủ")
 
 
 def _request(**kw):
-    payload = build(CSDL_TTHC.namespace, "LayThuTuc", {"MATTHC": "1.005129"})
+    payload = element(CSDL_TTHC.namespace, "LayThuTuc", {"MATTHC": "1.005129"})
     return build_envelope(sender=HUB, recipients=[NATIONAL], subject="LayThuTuc", payload=payload, **kw)
 
 
@@ -59,7 +59,7 @@ def test_unprefixed_edxml_is_refused():
 
 
 def test_payload_of_another_service_is_a_schema_violation():
-    payload = build(DVC_PORTAL.namespace, "TraCuuHoSo", {"MaHoSo": "G09.20-20260609-0092637"})
+    payload = element(DVC_PORTAL.namespace, "TraCuuHoSo", {"MaHoSo": "G09.20-20260609-0092637"})
     root = build_envelope(sender=HUB, recipients=[NATIONAL], subject="TraCuuHoSo", payload=payload)
     validate(root, "dvc_portal")
     with pytest.raises(SchemaViolation, match="csdl_tthc.xsd"):
@@ -68,7 +68,7 @@ def test_payload_of_another_service_is_a_schema_violation():
 
 def test_bad_agency_code_is_a_schema_violation_naming_the_line():
     root = build_envelope(sender=Party("not a code", "x"), recipients=[NATIONAL], subject="LayThuTuc",
-                          payload=build(CSDL_TTHC.namespace, "LayThuTuc", {"MATTHC": "1.005129"}))
+                          payload=element(CSDL_TTHC.namespace, "LayThuTuc", {"MATTHC": "1.005129"}))
     with pytest.raises(SchemaViolation, match="OrganId"):
         validate(root, "csdl_tthc")
 
@@ -76,4 +76,4 @@ def test_bad_agency_code_is_a_schema_violation_naming_the_line():
 def test_envelope_needs_a_recipient():
     with pytest.raises(EnvelopeError):
         build_envelope(sender=HUB, recipients=[], subject="LayThuTuc",
-                       payload=build(CSDL_TTHC.namespace, "LayThuTuc", {"MATTHC": "1.005129"}))
+                       payload=element(CSDL_TTHC.namespace, "LayThuTuc", {"MATTHC": "1.005129"}))
