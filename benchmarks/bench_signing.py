@@ -25,12 +25,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
-from lxml import etree
-
 from lienthong.signing.keys import load_identity
 from lienthong.signing.pki import init_dev_pki
 from lienthong.signing.signer import Signer
 from lienthong.signing.verifier import TrustStore, Verifier
+from lxml import etree
 
 HUB = ("000.00.00.G10", "Bộ Nông nghiệp và Môi trường")
 NATIONAL = ("000.00.00.G22", "Văn phòng Chính phủ")

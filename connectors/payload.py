@@ -11,7 +11,7 @@ mistaken for a payload field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +23,7 @@ def _to_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, datetime):
         if value.tzinfo is None:  # the hub keeps UTC internally; never send an ambiguous time
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value.isoformat()
     if isinstance(value, Decimal):
         return format(value, "f")

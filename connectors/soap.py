@@ -29,7 +29,6 @@ from zeep.transports import Transport
 
 from ..hub.audit import AuditTrail
 from ..hub.envelope import Envelope, Party, build_envelope, parse_envelope
-from ..hub.inbound import open_envelope
 from ..hub.errors import (
     ConfigurationError,
     FatalError,
@@ -41,6 +40,7 @@ from ..hub.errors import (
     TransportTimeout,
     UnexpectedResponse,
 )
+from ..hub.inbound import open_envelope
 from ..hub.settings import PartnerEndpoint, Settings
 from ..hub.validation import validate
 from ..signing.cli import signer_for, trust_store_for

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
@@ -25,7 +25,7 @@ from ..sandbox.server import SandboxConfig, SandboxServer
 from ..signing.cli import cmd_keys_init
 from .audit import AuditTrail
 from .errors import ConfigurationError, HubError
-from .settings import PartnerEndpoint, Settings
+from .settings import Settings
 from .store import open_store
 
 
@@ -100,7 +100,7 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
             _Recorder(c, rows)
             return c
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         context: dict = {}
         steps = [
             ("CSDL TTHC: catalogue page, one procedure, agency and field lists", lambda: _csdl(connector)),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from lxml import etree
@@ -76,7 +76,7 @@ def parse_edxml_datetime(text: str) -> datetime:
         local = datetime.strptime(text.strip(), "%Y/%m/%d %H:%M:%S")
     except ValueError:
         raise EnvelopeError(f"TraceHeader Timestamp {text!r} is not yyyy/MM/dd HH:mm:ss") from None
-    return local.replace(tzinfo=VN_TZ).astimezone(timezone.utc)
+    return local.replace(tzinfo=VN_TZ).astimezone(UTC)
 
 
 def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
@@ -111,7 +111,7 @@ def build_envelope(
     """
     if not recipients:
         raise EnvelopeError("an envelope needs at least one recipient (To)")
-    moment = now or datetime.now(timezone.utc)
+    moment = now or datetime.now(UTC)
     root = etree.Element(_E + "edXMLEnvelope", nsmap=NSMAP)
     header = _sub(root, "edXMLHeader")
     mh = _sub(header, "MessageHeader")
@@ -174,7 +174,7 @@ def parse_envelope(root: etree._Element) -> Envelope:
         recipients=recipients,
         response_for=(rf.findtext(q("DocumentId")) or "").strip() or None if rf is not None else None,
         payload=payload_holder[0],
-        sent_at=parse_edxml_datetime(stamp) if stamp else datetime.now(timezone.utc),
+        sent_at=parse_edxml_datetime(stamp) if stamp else datetime.now(UTC),
     )
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class Accepted:
-    verified: "VerifiedDocument"
+    verified: VerifiedDocument
     envelope: Envelope
 
 
@@ -41,7 +41,7 @@ def open_envelope(
     data: bytes | etree._Element,
     *,
     service_name: str,
-    verifier: "Verifier",
+    verifier: Verifier,
     expected_recipient: str,
     expected_sender: str | None = None,
     what: str = "message",

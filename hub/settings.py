@@ -91,7 +91,7 @@ class Settings:
         except KeyError:
             return PartnerEndpoint(service=service)
 
-    def with_partner(self, endpoint: PartnerEndpoint) -> "Settings":
+    def with_partner(self, endpoint: PartnerEndpoint) -> Settings:
         partners = dict(self.partners)
         partners[endpoint.service] = endpoint
         return replace(self, partners=partners)
@@ -101,7 +101,7 @@ class Settings:
         return self.home
 
     @classmethod
-    def from_env(cls, environ: os._Environ | dict | None = None) -> "Settings":
+    def from_env(cls, environ: os._Environ | dict | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("LIENTHONG_HOME") or ".lienthong").expanduser().resolve()
         db_url = env.get("LIENTHONG_DB_URL") or f"sqlite:///{home / 'lienthong.db'}"

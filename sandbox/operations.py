@@ -31,19 +31,19 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from lxml import etree
 from sqlalchemy import Connection
 
+from ..connectors.payload import children, element, text, to_dict
 from ..connectors.services import BAOCAO, CSDL_TTHC, DVC_PORTAL, ServiceSpec
 from ..hub.envelope import Envelope
 from ..hub.errors import FatalError
 from .catalogue import Catalogue
 from .store import SandboxStore
-from ..connectors.payload import children, element, text, to_dict
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 TERMINAL_STATUSES = frozenset({3, 7, 8, 10})
@@ -121,7 +121,7 @@ class Operations:
                  clock: Callable[[], datetime] | None = None, report_review_seconds: float = 0.0) -> None:
         self.catalogue = catalogue
         self.store = store
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.report_review_seconds = report_review_seconds
         self._handlers: dict[str, Callable[[Call, Connection | None], etree._Element]] = {
             "LayDanhSachTTHC": self.lay_danh_sach_tthc,

@@ -23,12 +23,13 @@ import hashlib
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
+from ..connectors.payload import element, text
 from ..connectors.services import SERVICES, schemas_dir
 from ..connectors.soapframe import body_bytes, wrap_soap
 from ..hub.envelope import Party, build_envelope
@@ -36,10 +37,9 @@ from ..hub.settings import DEFAULT_AGENCY_CODE, DEFAULT_AGENCY_NAME, NATIONAL_AG
 from ..hub.xmlsafe import parse_xml
 from ..signing import Signer, init_dev_pki, load_identity
 from .server import MEMORY, SandboxConfig, SandboxServer
-from ..connectors.payload import element, text
 
 #: the moment every sample pretends to be sent (09:00 in Hà Nội, 10 June 2026)
-SAMPLE_TIME = datetime(2026, 6, 10, 2, 0, 0, tzinfo=timezone.utc)
+SAMPLE_TIME = datetime(2026, 6, 10, 2, 0, 0, tzinfo=UTC)
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
 MA_HO_SO = "000.00.04.G10-20260609-0000123"

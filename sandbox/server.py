@@ -43,7 +43,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -53,15 +53,14 @@ from lxml import etree
 
 from ..connectors.services import SERVICES, ServiceSpec, schemas_dir
 from ..connectors.soapframe import build_fault, unwrap_soap, wrap_soap
-from ..hub.envelope import Party, build_envelope, header_fields, new_document_id, parse_envelope
+from ..hub.envelope import Party, build_envelope, header_fields, new_document_id
 from ..hub.errors import (
     ConfigurationError,
     EnvelopeError,
     HubError,
-    WrongRecipient,
-    WrongSender,
     XmlTooLarge,
 )
+from ..hub.inbound import open_envelope
 from ..hub.settings import NATIONAL_AGENCY_CODE, NATIONAL_AGENCY_NAME, Settings
 from ..hub.validation import validate
 from ..hub.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
@@ -197,7 +196,7 @@ class SandboxServer:
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config = config or SandboxConfig()
-        self.clock: Callable[[], datetime] = config.clock or (lambda: datetime.now(timezone.utc))
+        self.clock: Callable[[], datetime] = config.clock or (lambda: datetime.now(UTC))
         self.catalogue = Catalogue(config.procedures, config.seed)
         if config.store_path == MEMORY:
             self.store = SandboxStore(None)
@@ -278,7 +277,7 @@ class SandboxServer:
         self.stop()
         self.store.close()
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         self.start()
         return self
 
@@ -339,9 +338,11 @@ class SandboxServer:
             raise EnvelopeError(
                 f"SOAPAction names no operation of {spec.name} (expected one of {', '.join(spec.operations)})",
                 code="UNKNOWN_OPERATION")
-        validate(root, spec.name, what=f"{operation} request")
-        verified = self.verifier.verify(root)
-        env = parse_envelope(verified.root)
+        # The same acceptance checks the hub runs on every reply: signature (pinned algorithms, trust
+        # store, only the verified subtree kept), schema, edXML prefixes, signer = From, recipient.
+        accepted = open_envelope(root, service_name=spec.name, verifier=self.verifier,
+                                 expected_recipient=self.national.code, what=f"{operation} request")
+        env = accepted.envelope
         ctx.document_id, ctx.from_agency = env.document_id, env.sender.code
         if env.subject != operation:
             raise EnvelopeError(f"SOAPAction {operation} but envelope Subject {env.subject!r}: they must agree")
@@ -349,12 +350,6 @@ class SandboxServer:
         if env.payload.tag != expected_tag:
             raise EnvelopeError(f"{operation} request carries {env.payload.tag} in edXML:Payload, "
                                 f"expected {expected_tag}")
-        if verified.signer_agency != env.sender.code:
-            raise WrongSender(f"envelope From/OrganId is {env.sender.code} but the signature was made for agency "
-                              f"{verified.signer_agency} ({verified.signer_subject})")
-        if self.national.code not in env.recipient_codes:
-            raise WrongRecipient(f"envelope To/OrganId is {', '.join(env.recipient_codes)}; this {spec.title} "
-                                 f"is {self.national.code}")
 
         call = Call(spec, operation, env, env.payload, received_at, self.config.public_url or self.base_url or base_url)
         handler = self.operations.handler(operation)

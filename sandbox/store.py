@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ _UPDATE_DOSSIER = (update(dossiers).where(dossiers.c.ma_ho_so == bindparam("b_ma
 def _utc(value: datetime | None) -> datetime | None:
     """SQLite hands datetimes back naive: they were stored as UTC, say so."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -270,7 +270,7 @@ class SandboxStore:
                     reply_document_id: str | None = None, reply_payload: bytes | None = None,
                     payload_sha256: str | None = None, received_at: datetime | None = None) -> int:
         row = dict(payload_sha256=payload_sha256,
-            received_at=received_at or datetime.now(timezone.utc), service=service, operation=operation,
+            received_at=received_at or datetime.now(UTC), service=service, operation=operation,
             document_id=document_id, from_agency=from_agency, outcome=outcome, http_status=http_status,
             error=error, sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), raw=raw,
             reply_document_id=reply_document_id, reply_payload=reply_payload,

@@ -27,7 +27,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs12
 from cryptography.x509.oid import NameOID
-
 from lienthong.hub.errors import ConfigurationError
 
 __all__ = ["SigningIdentity", "load_identity", "agency_code_of", "CacheInfo"]
@@ -63,7 +62,7 @@ class SigningIdentity:
         chain: tuple[x509.Certificate, ...] | list[x509.Certificate] = (),
         *,
         source: Path | None = None,
-    ) -> "SigningIdentity":
+    ) -> SigningIdentity:
         """Build and check an identity from key objects (the same checks as :func:`load_identity`)."""
         where = str(source) if source is not None else "signing identity"
         if not isinstance(private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):

@@ -38,7 +38,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
-
 from lienthong.hub.errors import ConfigurationError
 from lienthong.hub.settings import DEFAULT_AGENCY_NAME, NATIONAL_AGENCY_NAME
 
@@ -87,7 +86,7 @@ _PUBLIC_MODE = 0o644
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,7 +109,7 @@ class PkiFiles:
     password_file: Path | None
 
     @classmethod
-    def in_dir(cls, pki_dir: Path, password_file: Path | None = None) -> "PkiFiles":
+    def in_dir(cls, pki_dir: Path, password_file: Path | None = None) -> PkiFiles:
         return cls(
             pki_dir=pki_dir,
             ca_cert=pki_dir / "ca.crt",

@@ -17,12 +17,11 @@ nothing is parsed per message except the document itself.
 
 from __future__ import annotations
 
+from lienthong.hub.errors import ConfigurationError, SignatureError
 from lxml import etree
 from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod, XMLSigner
 from signxml.algorithms import SignatureConstructionMethod
 from signxml.exceptions import InvalidInput
-
-from lienthong.hub.errors import ConfigurationError, SignatureError
 
 from .keys import SigningIdentity
 

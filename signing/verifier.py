@@ -40,11 +40,6 @@ from pathlib import Path
 import cryptography.exceptions
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from lxml import etree
-from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
-from signxml.algorithms import CanonicalizationMethod
-from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
-
 from lienthong.hub.errors import (
     CertificateError,
     ConfigurationError,
@@ -62,6 +57,10 @@ from lienthong.hub.errors import (
     WeakAlgorithm,
 )
 from lienthong.hub.xmlsafe import SAFE_PARSER, parse_xml
+from lxml import etree
+from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
+from signxml.algorithms import CanonicalizationMethod
+from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
 
 from .keys import agency_code_of
 from .signer import DSIG_NS, ENVELOPED_SIGNATURE, EXC_C14N, SHA256_DIGEST
@@ -88,7 +87,7 @@ _WEAK_MARKERS = ("sha1", "md5", "ripemd160")
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _describe(cert: x509.Certificate) -> str:
@@ -209,7 +208,7 @@ class TrustStore:
                 entries[revoked.serial_number] = revoked.revocation_date_utc
 
     @classmethod
-    def from_paths(cls, ca_paths: Iterable[Path | str], crl_paths: Iterable[Path | str] = ()) -> "TrustStore":
+    def from_paths(cls, ca_paths: Iterable[Path | str], crl_paths: Iterable[Path | str] = ()) -> TrustStore:
         """Load CA certificates (PEM, several per file allowed, or DER) and CRLs (PEM or DER)."""
         anchors: list[x509.Certificate] = []
         for path in ca_paths:
@@ -343,7 +342,7 @@ class Verifier:
 
         at = self._now()
         if at.tzinfo is None:
-            at = at.replace(tzinfo=dt.timezone.utc)
+            at = at.replace(tzinfo=dt.UTC)
         signature = self._locate_signature(root)
         method = self._check_signed_info(signature)
         leaf, others = self._certificates(signature)

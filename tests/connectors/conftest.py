@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from lienthong.connectors.services import SERVICES
+from connector_helpers import PASSWORD, settings_for
 from lienthong.hub.audit import AuditTrail
 from lienthong.hub.settings import Settings
 from lienthong.hub.store import make_engine, upgrade
 from lienthong.sandbox.server import MEMORY, SandboxConfig, SandboxServer
 from lienthong.signing import init_dev_pki
-
-PASSWORD = "mật-khẩu-kết-nối"
 
 
 @pytest.fixture(scope="session")
@@ -52,15 +48,6 @@ def make_sandbox(conn_home):
 @pytest.fixture
 def sandbox(make_sandbox) -> SandboxServer:
     return make_sandbox()
-
-
-def settings_for(home: Path, base_url: str | None, **overrides) -> Settings:
-    settings = Settings.from_env({"LIENTHONG_HOME": str(home), "LIENTHONG_KEY_PASSWORD": PASSWORD})
-    settings = replace(settings, **overrides)
-    for spec in SERVICES.values():
-        settings = settings.with_partner(
-            replace(settings.partner(spec.name), url=(base_url + spec.path) if base_url else None))
-    return settings
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import PASSWORD, settings_for
-from sqlalchemy import select
-
+from connector_helpers import PASSWORD, settings_for
 from lienthong.connectors.csdl_tthc import CsdlTthcClient
 from lienthong.connectors.dvc_portal import DvcPortalClient
 from lienthong.connectors.payload import element
@@ -18,6 +16,7 @@ from lienthong.hub.healthcheck import roundtrip
 from lienthong.hub.models import AuditEntry
 from lienthong.signing import TrustStore, Verifier
 from lienthong.signing.pki import create_ca
+from sqlalchemy import select
 
 
 def _entries(audit):

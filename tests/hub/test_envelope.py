@@ -1,16 +1,15 @@
 """The envelope profile: built messages are schema-valid and read back exactly."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from lxml import etree
-
 from lienthong.connectors.payload import element
 from lienthong.connectors.services import CSDL_TTHC, DVC_PORTAL
 from lienthong.hub.envelope import Party, build_envelope, edxml_datetime, parse_envelope
 from lienthong.hub.errors import EnvelopeError, SchemaViolation
 from lienthong.hub.inbound import check_prefixes
 from lienthong.hub.validation import validate
+from lxml import etree
 
 HUB = Party("000.00.00.G10", "Bộ Nông nghiệp và Môi trường")
 NATIONAL = Party("000.00.00.G22", "Văn phòng Chính phủ")
@@ -22,7 +21,7 @@ def _request(**kw):
 
 
 def test_built_envelope_is_valid_and_reads_back():
-    moment = datetime(2026, 6, 9, 1, 2, 3, tzinfo=timezone.utc)
+    moment = datetime(2026, 6, 9, 1, 2, 3, tzinfo=UTC)
     root = _request(document_id="G10-0000000001", now=moment)
     validate(root, "csdl_tthc")
     env = parse_envelope(root)
@@ -36,7 +35,7 @@ def test_built_envelope_is_valid_and_reads_back():
 
 
 def test_times_are_written_in_vietnam_time():
-    assert edxml_datetime(datetime(2026, 6, 9, 20, 0, 0, tzinfo=timezone.utc)) == "2026/06/10 03:00:00"
+    assert edxml_datetime(datetime(2026, 6, 9, 20, 0, 0, tzinfo=UTC)) == "2026/06/10 03:00:00"
 
 
 def test_reply_carries_response_for():

@@ -1,7 +1,6 @@
 """The hardened parser refuses every classic XML attack with its own error, and stays fast."""
 
 import pytest
-
 from lienthong.hub import errors
 from lienthong.hub.xmlsafe import parse_xml
 

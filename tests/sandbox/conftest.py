@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sandbox_helpers import HUB_AGENCY, NATIONAL_AGENCY, PASSWORD, SandboxClient
-
 from lienthong.sandbox.server import MEMORY, SandboxConfig, SandboxServer
 from lienthong.signing import Signer, TrustStore, Verifier, init_dev_pki, load_identity
 from lienthong.signing.keys import SigningIdentity
 from lienthong.signing.pki import PkiFiles, create_ca, issue_certificate
+from sandbox_helpers import HUB_AGENCY, NATIONAL_AGENCY, PASSWORD, SandboxClient
 
 
 @pytest.fixture(scope="session")

@@ -13,15 +13,14 @@ from datetime import datetime
 from typing import Any
 
 import requests
-from lxml import etree
-
+from lienthong.connectors.payload import element
 from lienthong.connectors.services import SERVICES
 from lienthong.connectors.soapframe import FAULT_NS, body_bytes, wrap_soap
 from lienthong.hub.envelope import Envelope, Party, build_envelope, new_document_id, parse_envelope
 from lienthong.hub.validation import validate
 from lienthong.hub.xmlsafe import parse_xml
-from lienthong.connectors.payload import element
 from lienthong.signing import Signer, Verifier
+from lxml import etree
 
 HUB_AGENCY = "000.00.00.G10"
 HUB = Party(HUB_AGENCY, "Bộ Nông nghiệp và Môi trường")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from lxml import etree
-
+from lienthong.connectors.payload import element
 from lienthong.connectors.services import SERVICES
 from lienthong.sandbox.catalogue import CATALOGUE_EPOCH, Catalogue, agencies, seed_procedures, variant_name
-from lienthong.connectors.payload import element
+from lxml import etree
 
 NS = SERVICES["csdl_tthc"].namespace
 
@@ -101,7 +100,7 @@ def test_touch_makes_a_procedure_show_up_as_changed():
     after_epoch = CATALOGUE_EPOCH + timedelta(days=10)
     total, items = cat.page(1, 100, since=after_epoch)
     assert total == 0
-    when = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+    when = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
     cat.touch(code, when)
     total, items = cat.page(1, 100, since=after_epoch)
     assert [s.code for s in items] == [code]

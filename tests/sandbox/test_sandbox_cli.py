@@ -8,10 +8,9 @@ import sys
 
 import pytest
 import requests
-from sandbox_helpers import PASSWORD
-
 from lienthong.hub.settings import Settings
 from lienthong.sandbox.server import SandboxServer, build_parser, config_from_args
+from sandbox_helpers import PASSWORD
 
 
 @pytest.mark.slow

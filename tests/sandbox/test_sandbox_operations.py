@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import requests
-from sandbox_helpers import HUB, SandboxClient, dossier, step
-
 from lienthong.connectors.services import SERVICES
+from sandbox_helpers import HUB, SandboxClient, dossier, step
 
 DVC = SERVICES["dvc_portal"].namespace
 BC = SERVICES["baocao"].namespace
@@ -195,7 +194,7 @@ def test_report_is_received_then_approved(client, sandbox):
 
 
 def test_report_review_delay(make_sandbox, hub_signer, hub_verifier):
-    moment = [datetime(2026, 7, 1, 1, 0, tzinfo=timezone.utc)]
+    moment = [datetime(2026, 7, 1, 1, 0, tzinfo=UTC)]
     server = make_sandbox(report_review_seconds=3600, clock=lambda: moment[0])
     client = SandboxClient(server.base_url, hub_signer, hub_verifier)
     report_id = client.call("baocao", "GuiBaoCao", report()).result.findtext(q(BC, "MaBaoCao"))

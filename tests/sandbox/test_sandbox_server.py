@@ -8,14 +8,13 @@ import time
 import pytest
 import requests
 import zeep
-from lxml import etree
-from sandbox_helpers import HUB, NATIONAL_AGENCY, Party, SandboxClient, dossier, fault_code
-
 from lienthong.connectors.services import EDXML_NS, SERVICES
 from lienthong.connectors.soapframe import unwrap_soap
 from lienthong.hub.errors import ConfigurationError, PartnerFault, ServiceUnavailable
 from lienthong.sandbox.samples import _derived, conversation
 from lienthong.sandbox.server import MEMORY, FaultInjector, SandboxConfig, SandboxServer
+from lxml import etree
+from sandbox_helpers import HUB, NATIONAL_AGENCY, Party, SandboxClient, dossier, fault_code
 
 DVC_NS = SERVICES["dvc_portal"].namespace
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from sandbox_helpers import PASSWORD, SandboxClient, dossier
-
 from lienthong.sandbox.server import SandboxConfig, SandboxServer
 from lienthong.sandbox.store import SandboxStore
+from sandbox_helpers import PASSWORD, SandboxClient, dossier
 
 
 def test_received_messages_survive_a_restart(tmp_path, pki, hub_signer, hub_verifier):

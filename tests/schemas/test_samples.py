@@ -14,12 +14,11 @@ import pytest
 import xmlschema
 import zeep
 import zeep.transports
-from lxml import etree
-
 from lienthong.connectors.services import EDXML_NS, SERVICES, schemas_dir
 from lienthong.hub.errors import SchemaViolation
 from lienthong.hub.validation import validate
 from lienthong.hub.xmlsafe import parse_xml
+from lxml import etree
 
 SAMPLES = schemas_dir() / "samples"
 WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"

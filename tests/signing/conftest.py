@@ -7,12 +7,11 @@ tests that need to change files (CRLs, idempotency) work on copies or on their o
 from __future__ import annotations
 
 import pytest
-from signing_helpers import HUB_AGENCY, HUB_NAME, NATIONAL_AGENCY, PASSWORD, build_envelope
-
 from lienthong.signing.keys import SigningIdentity, load_identity
 from lienthong.signing.pki import CertificateAuthority, PkiFiles, init_dev_pki, issue_certificate, load_ca
 from lienthong.signing.signer import Signer
 from lienthong.signing.verifier import TrustStore, Verifier
+from signing_helpers import HUB_AGENCY, HUB_NAME, NATIONAL_AGENCY, PASSWORD, build_envelope
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def build_envelope(dossiers: int = 2) -> etree._Element:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from signing_helpers import build_envelope, serialize
-
 from lienthong.hub.errors import ConfigurationError, DigestMismatch, MissingSignature, XmlMalformed
 from lienthong.hub.settings import Settings
 from lienthong.signing.cli import cmd_keys_init, cmd_sign, cmd_verify, signer_for, trust_store_for
 from lienthong.signing.pki import PASSWORD_ENV
+from signing_helpers import build_envelope, serialize
 
 
 @pytest.fixture(scope="module")

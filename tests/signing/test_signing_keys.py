@@ -6,11 +6,10 @@ import os
 import shutil
 
 import pytest
-from signing_helpers import HUB_AGENCY, PASSWORD
-
 from lienthong.hub.errors import ConfigurationError
 from lienthong.signing.keys import SigningIdentity, load_identity
 from lienthong.signing.pki import issue_certificate
+from signing_helpers import HUB_AGENCY, PASSWORD
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from signing_helpers import HUB_AGENCY, HUB_NAME, NATIONAL_AGENCY, PASSWORD, utcnow
-
 from lienthong.hub.errors import ConfigurationError
 from lienthong.signing.keys import load_identity
 from lienthong.signing.pki import (
@@ -23,6 +21,7 @@ from lienthong.signing.pki import (
     revoke,
     write_crl,
 )
+from signing_helpers import HUB_AGENCY, HUB_NAME, NATIONAL_AGENCY, PASSWORD, utcnow
 
 
 def mode(path) -> int:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from lienthong.hub.errors import ConfigurationError, SignatureError
+from lienthong.signing.keys import load_identity
+from lienthong.signing.signer import ENVELOPED_SIGNATURE, EXC_C14N, SHA256_DIGEST, Signer
+from lienthong.signing.verifier import Verifier
 from lxml import etree
 from signing_helpers import (
     DSIG_NS,
@@ -21,11 +25,6 @@ from signing_helpers import (
     serialize,
     utcnow,
 )
-
-from lienthong.hub.errors import ConfigurationError, SignatureError
-from lienthong.signing.keys import load_identity
-from lienthong.signing.signer import ENVELOPED_SIGNATURE, EXC_C14N, SHA256_DIGEST, Signer
-from lienthong.signing.verifier import Verifier
 
 NS = {"ds": DSIG_NS}
 
@@ -189,7 +188,7 @@ def test_verification_time_comes_from_now(signed_envelope, trust):
         Verifier(trust, now=lambda: utcnow() + dt.timedelta(days=365 * 3)).verify(signed_envelope)
     with pytest.raises(NotYetValidCertificate, match="not valid before"):
         Verifier(trust, now=lambda: utcnow() - dt.timedelta(days=1)).verify(signed_envelope)
-    naive_ok = Verifier(trust, now=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    naive_ok = Verifier(trust, now=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
     assert naive_ok.verify(signed_envelope).signer_agency == HUB_AGENCY
 
 

@@ -6,21 +6,6 @@ import copy
 import datetime as dt
 
 import pytest
-from lxml import etree
-from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
-from signing_helpers import (
-    DSIG_NS,
-    HUB_AGENCY,
-    build_envelope,
-    ds,
-    dvc,
-    edxml,
-    parse,
-    raw_sign,
-    serialize,
-    utcnow,
-)
-
 from lienthong.hub.errors import (
     CertificateError,
     DigestMismatch,
@@ -40,6 +25,20 @@ from lienthong.hub.errors import (
 from lienthong.signing.pki import create_ca, revoke, write_crl
 from lienthong.signing.signer import Signer
 from lienthong.signing.verifier import TrustStore, Verifier
+from lxml import etree
+from signing_helpers import (
+    DSIG_NS,
+    HUB_AGENCY,
+    build_envelope,
+    ds,
+    dvc,
+    edxml,
+    parse,
+    raw_sign,
+    serialize,
+    utcnow,
+)
+from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
 NS = {"ds": DSIG_NS}
 
@@ -220,8 +219,8 @@ def test_certificate_from_a_foreign_ca(make_identity, verifier):
 
 def test_self_signed_certificate_in_keyinfo(verifier):
     ca_like = create_ca(key_type="ec")  # self-signed; also a CA, so it cannot be a signer anyway
-    from lienthong.signing.pki import issue_certificate
     from lienthong.signing.keys import SigningIdentity
+    from lienthong.signing.pki import issue_certificate
 
     leaf = issue_certificate(ca_like, None, HUB_AGENCY, key_type="ec")
     identity = SigningIdentity.from_objects(leaf.private_key, leaf.certificate)

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from lxml import etree
-from signing_helpers import HUB_AGENCY, build_envelope, dvc, serialize
-
 from lienthong.hub.errors import DigestMismatch
 from lienthong.signing.signer import DSIG_NS, ENVELOPED_SIGNATURE, EXC_C14N, SHA256_DIGEST, Signer
+from lxml import etree
+from signing_helpers import HUB_AGENCY, build_envelope, dvc, serialize
 
 XMLSEC1 = shutil.which("xmlsec1")
 pytestmark = pytest.mark.skipif(XMLSEC1 is None, reason="xmlsec1 is not installed")
