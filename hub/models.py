@@ -1,0 +1,156 @@
+"""The hub's relational schema (SQLAlchemy 2 declarative models).
+
+All tables live in this one module for now, so Alembic sees a single ``Base.metadata`` and the
+migrations in ``hub/migrations/versions`` can be checked against it. Later issues add the
+procedure catalogue, dossiers, outbox and dead-letter tables here; split the module into a
+package only when it grows unwieldy, and keep re-exporting ``Base`` from here.
+
+Conventions, chosen so the same schema behaves identically on SQLite and PostgreSQL:
+
+* every constraint and index has a deterministic name (``NAMING_CONVENTION``), because Alembic's
+  batch mode on SQLite rebuilds tables and can only recreate constraints it can name;
+* timestamps are ``UTCDateTime``: timezone-aware in Python, stored as UTC (SQLite has no time
+  zone support, so the value is normalised before it is written and re-tagged when read);
+* bounded ``String`` lengths, so PostgreSQL enforces them as SQLite would not.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: ``prev_hash`` of the very first audit entry (and ``audit_head.last_hash`` of an empty ledger).
+GENESIS_HASH = "0" * 64
+
+#: A 64-bit integer key that is also SQLite's ``INTEGER PRIMARY KEY``: on SQLite the table is then
+#: clustered on it (the rowid), which keeps sequential scans of the ledger cheap.
+BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware ``datetime`` stored as UTC on every backend.
+
+    Naive datetimes are refused on the way in: a ledger timestamp whose zone is a guess is not
+    evidence. Values come back as aware UTC datetimes on SQLite (which stores text without a zone)
+    and PostgreSQL (``timestamptz``, returned in the session's zone) alike, so a value read back
+    hashes exactly as it did when written.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: give a timezone-aware value")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class AuditEntry(Base):
+    """One message that crossed the hub's boundary, exactly as it crossed it.
+
+    Entries form a hash chain: ``entry_hash`` = SHA-256 over ``prev_hash`` and a canonical encoding
+    of every other column (see ``lienthong.hub.audit``), so editing, removing, inserting or
+    reordering rows is detectable by re-walking the chain. ``body`` holds the exact bytes sent or
+    received, zlib-compressed; ``body_sha256``/``body_size`` describe the uncompressed bytes so an
+    auditor can match them against a partner's copy without this database.
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    direction: Mapped[str] = mapped_column(String(3), nullable=False)
+    partner: Mapped[str] = mapped_column(String(64), nullable=False)
+    operation: Mapped[str] = mapped_column(String(128), nullable=False)
+    document_id: Mapped[str | None] = mapped_column(String(128))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    from_agency: Mapped[str | None] = mapped_column(String(64))
+    to_agency: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    body_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    body_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    entry_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    __table_args__ = (
+        CheckConstraint("seq >= 1", name="seq_positive"),
+        CheckConstraint("direction IN ('out', 'in')", name="direction"),
+        CheckConstraint("attempt >= 1", name="attempt_positive"),
+        CheckConstraint("body_size >= 0", name="body_size_nonnegative"),
+        Index("ix_audit_log_document_id", "document_id"),
+        Index("ix_audit_log_correlation_id", "correlation_id"),
+        Index("ix_audit_log_partner_operation", "partner", "operation"),
+        Index("ix_audit_log_recorded_at", "recorded_at"),
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"AuditEntry(seq={self.seq}, {self.direction} {self.partner}.{self.operation}, "
+            f"document_id={self.document_id!r}, outcome={self.outcome!r})"
+        )
+
+
+class AuditHead(Base):
+    """The ledger's single head row (``id`` = 1): the last seq and hash appended.
+
+    Appenders lock this row first, which serialises them into one chain; and because it is updated
+    in the same transaction as each append, a head that names more than the log holds proves
+    entries were removed from the end (which the chain alone cannot show).
+    """
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single_row"),
+        CheckConstraint("last_seq >= 0", name="last_seq_nonnegative"),
+    )
