@@ -1,0 +1,90 @@
+"""The ``lienthong`` command as a user runs it: exit codes and the one line that explains a failure."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from lienthong.hub.cli import main
+
+
+def run(*args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lienthong.hub.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.fixture
+def home(tmp_home, monkeypatch):
+    monkeypatch.setenv("LIENTHONG_KEY_PASSWORD", "mật khẩu CLI")
+    assert main(["keys", "init"]) == 0
+    return tmp_home
+
+
+def test_sign_and_verify_round_trip_through_the_cli(home, tmp_path, capsysbinary):
+    doc = tmp_path / "thu.xml"
+    doc.write_bytes("<ThongBao><NoiDung>Hồ sơ đã được tiếp nhận</NoiDung></ThongBao>".encode())
+    assert main(["sign", str(doc)]) == 0
+    signed = capsysbinary.readouterr().out
+    assert b"<ds:Signature" in signed and "Hồ sơ".encode() in signed
+    out = tmp_path / "thu.signed.xml"
+    out.write_bytes(signed)
+    assert main(["verify", str(out)]) == 0
+    assert b"000.00.00.G10" in capsysbinary.readouterr().out
+
+    out.write_bytes(signed.replace("tiếp nhận".encode(), "từ chối".encode()))
+    assert main(["verify", str(out)]) == 1
+    err = capsysbinary.readouterr().err.decode()
+    assert "SIGNATURE_DIGEST_MISMATCH" in err and "Traceback" not in err
+
+
+def test_verify_of_a_hostile_file_names_the_problem(home, tmp_path, capsys):
+    evil = tmp_path / "xxe.xml"
+    evil.write_bytes(b'<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>')
+    assert main(["verify", str(evil)]) == 1
+    assert "XML_DTD_FORBIDDEN" in capsys.readouterr().err
+
+
+def test_audit_verify_passes_then_names_the_tampered_entry(home, capsys):
+    from lienthong.hub.audit import AuditTrail
+    from lienthong.hub.settings import Settings
+    from lienthong.hub.store import close_stores, open_store
+
+    settings = Settings.from_env()
+    trail = AuditTrail(open_store(settings).engine)
+    for i in range(3):
+        trail.record(direction="out", partner="dvc_portal", operation="DongBoHoSoMC", raw=b"<x>%d</x>" % i,
+                     outcome="sent", document_id=f"doc-{i:08d}")
+    close_stores()
+    assert main(["audit", "verify"]) == 0
+    assert "3 entries verified" in capsys.readouterr().out
+
+    db = settings.home / "lienthong.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_log SET outcome = 'ok' WHERE seq = 2")
+    assert main(["audit", "verify"]) == 1
+    assert "entry 2" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2():
+    assert run("no-such-command").returncode == 2
+    assert run("healthcheck", "--service", "unknown").returncode == 2
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_in_a_fresh_home(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
+    env["LIENTHONG_HOME"] = str(tmp_path / "home")
+    result = run("demo", "--procedures", "120", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "audit chain intact" in result.stdout
+    assert "✗" not in result.stdout
+    for service in ("csdl_tthc", "dvc_portal", "baocao"):
+        assert service in result.stdout
+    # a second run reuses the keys and extends the same chain
+    again = run("demo", "--procedures", "120", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / "home" / "pki" / "hub.p12").exists()
