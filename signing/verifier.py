@@ -56,7 +56,7 @@ from lienthong.hub.errors import (
     UntrustedCertificate,
     WeakAlgorithm,
 )
-from lienthong.hub.xmlsafe import SAFE_PARSER, parse_xml
+from lienthong.hub.xmlsafe import parse_xml, safe_parser
 from lxml import etree
 from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
 from signxml.algorithms import CanonicalizationMethod
@@ -448,7 +448,7 @@ class Verifier:
         )
         # XMLVerifier stores per-call state on the instance: one per call keeps this thread-safe.
         try:
-            result = XMLVerifier().verify(root, x509_cert=cert, expect_config=config, parser=SAFE_PARSER)
+            result = XMLVerifier().verify(root, x509_cert=cert, expect_config=config, parser=safe_parser())
         except InvalidDigest:
             raise DigestMismatch(
                 f"<{etree.QName(root).localname}> was altered after signing: its SHA-256 digest "
