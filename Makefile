@@ -11,7 +11,7 @@ export AIRFLOW_CONFIG ?= $(CURDIR)/airflow.cfg
 export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench lint clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_signing.py
+	$(BIN)/python benchmarks/bench_audit.py
+
+lint: setup
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(LIENTHONG_HOME) .pytest_cache

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import os
-import time
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -521,23 +519,3 @@ def test_concurrent_appends_from_several_processes_keep_one_chain(engine: Engine
     for seq, doc in docs:
         worker, i = doc[1:].split("-")
         assert trail.body(seq) == f"<m w='{worker}' i='{i}'/>".encode()
-
-
-# --- performance --------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_verifies_100k_entries_in_under_5_seconds(engine: Engine) -> None:
-    trail = AuditTrail(engine)
-    template = _raw(0) + os.urandom(400).hex().encode()
-    for start in range(0, 100_000, 10_000):
-        trail.record_many(
-            AuditRecord(direction="out", partner="dvc_portal", operation="DongBoHoSoMC", raw=template + b"%d" % i,
-                        outcome="sent", document_id=f"doc-{i}", correlation_id=f"doc-{i}",
-                        from_agency="000.00.00.G10", to_agency="000.00.00.G22", latency_ms=i / 7)
-            for i in range(start, start + 10_000)
-        )
-    began = time.perf_counter()
-    report = trail.verify()
-    elapsed = time.perf_counter() - began
-    assert report == ChainReport(True, 100_000)
-    assert elapsed < 5.0, f"verifying 100,000 entries took {elapsed:.2f} s"
-
