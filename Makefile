@@ -5,13 +5,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 # All of the hub's state lives under LIENTHONG_HOME; Airflow's own state beside it.
-export LIENTHONG_HOME ?= $(CURDIR)/.lienthong
+LIENTHONG_HOME ?= $(CURDIR)/.lienthong
+# absolute: Airflow refuses a relative SQLite path under AIRFLOW_HOME
+export LIENTHONG_HOME := $(abspath $(LIENTHONG_HOME))
 export AIRFLOW_HOME ?= $(LIENTHONG_HOME)/airflow
 export AIRFLOW_CONFIG ?= $(CURDIR)/airflow.cfg
 export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
-export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup demo test test-fast bench lint airflow-init airflow clean
 
 setup: $(VENV)/.installed
 
@@ -38,6 +40,16 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Airflow, embedded (SQLite, LocalExecutor): see docs/airflow.md
+airflow-init: setup
+	$(BIN)/airflow db migrate
+	$(BIN)/lienthong keys init
+
+# UI and API at http://127.0.0.1:8080; the admin password is printed on first start.
+# standalone starts its components as plain `airflow`, so the venv's bin goes first on PATH.
+airflow: airflow-init
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/airflow standalone
 
 clean:
 	rm -rf $(LIENTHONG_HOME) .pytest_cache

@@ -53,7 +53,7 @@ class Settings:
     #: the hub's signing key (PKCS#12); default ``$LIENTHONG_HOME/pki/hub.p12``
     key_path: Path | None = None
     #: password of the key; default ``LIENTHONG_KEY_PASSWORD`` or ``pki/key-password``
-    key_password: str | None = None
+    key_password: str | None = field(default=None, repr=False)
     #: CA certificates that partner signatures must chain to; default ``pki/ca.crt``
     trust_paths: tuple[Path, ...] = ()
     #: optional CRLs checked when verifying partner signatures

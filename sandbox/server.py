@@ -574,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lienthong sandbox serve",
         description="Emulate the national services (CSDL TTHC, DVC portal, reporting) for tests and demos.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (0 = any free port; default 8080)")
+    p.add_argument("--port", type=int, default=8099, help="port (0 = any free port; default 8099, clear of Airflow's 8080)")
     p.add_argument("--procedures", type=int, default=300, help="size of the synthetic procedure catalogue")
     p.add_argument("--seed", type=int, default=1, help="catalogue seed (same seed, same catalogue)")
     p.add_argument("--store", help=f"SQLite file of what was received (default $LIENTHONG_HOME/sandbox/sandbox.db; "
