@@ -174,3 +174,41 @@ def test_wrong_key_password_is_a_clear_configuration_error(conn_home, sandbox, a
     with pytest.raises(errors.ConfigurationError) as info:
         SoapConnector(settings, "csdl_tthc", audit=audit)
     assert "sai mật khẩu" not in str(info.value) and PASSWORD not in str(info.value)
+
+
+def test_tls_certificate_that_does_not_verify_is_a_tls_error(conn_home, audit, tmp_path):
+    """TLS verification is on by default: a server with an unknown certificate is refused, not trusted."""
+    import datetime as dt
+    import http.server
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = settings_for(conn_home, f"https://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(errors.TlsError, match="TLS verification"):
+            roundtrip(settings, "csdl_tthc", audit=audit)
+        assert [(r.direction, r.outcome) for r in _entries(audit)] == [("out", "sent"), ("in", "error")]
+    finally:
+        server.shutdown()
