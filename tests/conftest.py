@@ -210,3 +210,59 @@ def engine(engine_url: str):
         yield eng
     finally:
         eng.dispose()
+
+
+# --- a PKI, a sandbox of the national services, an audit trail (connector and flow tests) -----------
+# Imported here rather than at the top: most of the suite never needs them.
+from lienthong.hub.audit import AuditTrail  # noqa: E402
+from lienthong.hub.settings import Settings  # noqa: E402
+from lienthong.sandbox.server import MEMORY, SandboxConfig, SandboxServer  # noqa: E402
+from lienthong.signing import init_dev_pki  # noqa: E402
+from national_helpers import PASSWORD  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def conn_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("connectors-home")
+    init_dev_pki(home / "pki", "000.00.00.G10", "000.00.00.G22", PASSWORD)
+    return home
+
+
+@pytest.fixture
+def audit(tmp_path) -> AuditTrail:
+    from lienthong.hub.store import make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    upgrade(engine)
+    yield AuditTrail(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def make_sandbox(conn_home):
+    servers: list[SandboxServer] = []
+
+    def make(**overrides) -> SandboxServer:
+        options = {"port": 0, "store_path": MEMORY, "pki_dir": conn_home / "pki", "key_password": PASSWORD,
+                   "procedures": 50, "seed": 1, **overrides}
+        config = SandboxConfig(**options)
+        server = SandboxServer(config)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def sandbox(make_sandbox) -> SandboxServer:
+    return make_sandbox()
+
+
+@pytest.fixture
+def settings(conn_home, sandbox) -> Settings:
+    from national_helpers import settings_for
+
+    return settings_for(conn_home, sandbox.base_url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from connector_helpers import PASSWORD, settings_for
 from lienthong.connectors.csdl_tthc import CsdlTthcClient
 from lienthong.connectors.dvc_portal import DvcPortalClient
 from lienthong.connectors.payload import element
@@ -16,6 +15,7 @@ from lienthong.hub.healthcheck import roundtrip
 from lienthong.hub.models import AuditEntry
 from lienthong.signing import TrustStore, Verifier
 from lienthong.signing.pki import create_ca
+from national_helpers import PASSWORD, settings_for
 from sqlalchemy import select
 
 
@@ -190,7 +190,7 @@ def test_tls_certificate_that_does_not_verify_is_a_tls_error(conn_home, audit, t
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
             .not_valid_after(now + dt.timedelta(days=1))
