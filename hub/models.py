@@ -21,15 +21,18 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -154,3 +157,123 @@ class AuditHead(Base):
         CheckConstraint("id = 1", name="single_row"),
         CheckConstraint("last_seq >= 0", name="last_seq_nonnegative"),
     )
+
+
+# --- procedure catalogue (CSDL quốc gia về TTHC) --------------------------------------------------
+class Procedure(Base):
+    """The ministry's current copy of one national procedure (TTHC), never deleted.
+
+    ``document`` is the canonical record (``lienthong.mappings.procedure``) as JSON, the columns
+    beside it are what lists and filters need. A procedure that disappears from the national
+    catalogue gets ``removed_at``; one that is unpublished keeps its record with ``published``
+    false. Every change is a row in ``procedure_versions``.
+    """
+
+    __tablename__ = "procedures"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    publishing_agency: Mapped[str | None] = mapped_column(String(64))
+    published: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    levels: Mapped[str] = mapped_column(String(64), nullable=False)  # e.g. "BO,TINH"
+    online_level: Mapped[str | None] = mapped_column(String(32))
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    document: Mapped[str] = mapped_column(Text, nullable=False)
+    national_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_procedures_publishing_agency", "publishing_agency"),
+        Index("ix_procedures_national_updated_at", "national_updated_at"),
+    )
+
+
+class ProcedureVersion(Base):
+    """One state of a procedure as the hub saw it: what changed, and when it was seen."""
+
+    __tablename__ = "procedure_versions"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(16), ForeignKey("procedures.code"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: new | changed | unpublished | republished | removed | restored
+    change_kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    document: Mapped[str] = mapped_column(Text, nullable=False)
+    #: JSON list of readable change lines against the previous version (empty for "new")
+    changes: Mapped[str] = mapped_column(Text, nullable=False)
+    national_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    sync_run: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("code", "version"),
+        Index("ix_procedure_versions_seen_at", "seen_at"),
+    )
+
+
+class ProcedureLink(Base):
+    """Which fields (lĩnh vực) and implementing agencies a procedure belongs to, for filtering."""
+
+    __tablename__ = "procedure_links"
+
+    code: Mapped[str] = mapped_column(String(16), ForeignKey("procedures.code"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "field" | "agency"
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_procedure_links_kind_target", "kind", "target"),)
+
+
+class CatalogueAgency(Base):
+    """An agency of the national catalogue (``LayDanhMucCoQuan``)."""
+
+    __tablename__ = "catalogue_agencies"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    level: Mapped[str | None] = mapped_column(String(16))
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class CatalogueField(Base):
+    """A field (lĩnh vực) of the national catalogue (``LayDanhMucLinhVuc``)."""
+
+    __tablename__ = "catalogue_fields"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    sector: Mapped[str | None] = mapped_column(String(64))
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class SyncState(Base):
+    """Where a sync stands: its watermark moves only in the transaction that commits a batch."""
+
+    __tablename__ = "sync_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    watermark: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_full_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_summary: Mapped[str | None] = mapped_column(Text)
+
+
+class QuarantinedRecord(Base):
+    """A record that could not be accepted, kept with its reason and the exact bytes received."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32), nullable=False)
+    record_key: Mapped[str | None] = mapped_column(String(64))
+    reason_code: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    sync_run: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_quarantine_source_record_key", "source", "record_key"),)

@@ -146,9 +146,17 @@ class Operations:
 
     # ====================================================================== CSDL TTHC
     def lay_danh_sach_tthc(self, call: Call, conn: Connection | None) -> etree._Element:
+        """One page of the catalogue, ordered by MATTHC, from one snapshot of the current revision.
+
+        ``TuNgay`` keeps procedures with NGAYCAPNHAT ≥ TuNgay, abolished ones included (a sync must
+        see a procedure leave force); withdrawn procedures are never listed.
+        """
         p = call.payload
         since_text = text(p, TTHC, "TuNgay")
-        since = parse_xs_datetime(since_text) if since_text else None
+        try:
+            since = parse_xs_datetime(since_text) if since_text else None
+        except ValueError as exc:  # schema-valid xs:dateTime forms Python cannot read (e.g. 24:00:00)
+            raise OperationFault(f"TuNgay {since_text!r} is not a date-time the catalogue can compare: {exc}") from exc
         page = _int(p, TTHC, "Trang")
         size = _int(p, TTHC, "SoBanGhi")
         status = _int(p, TTHC, "TrangThai")
@@ -164,7 +172,11 @@ class Operations:
         code = text(call.payload, TTHC, "MATTHC")
         record = self.catalogue.record(code)
         if record is None:
-            raise OperationFault(f"no procedure {code} in the national catalogue", code="NOT_FOUND")
+            # A withdrawn procedure is as absent as one that never existed (the real service keeps no
+            # tombstone); the message only helps whoever reads the sandbox's log.
+            removed = self.catalogue.removed_in(code)
+            why = f" (withdrawn at catalogue revision {removed})" if removed is not None else ""
+            raise OperationFault(f"no procedure {code} in the national catalogue{why}", code="NOT_FOUND")
         return element(TTHC, "LayThuTucResult", {"ThuTuc": record}, prefix="tthc")
 
     def lay_danh_muc_co_quan(self, call: Call, conn: Connection | None) -> etree._Element:

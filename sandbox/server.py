@@ -66,7 +66,13 @@ from ..hub.validation import validate
 from ..hub.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 from ..signing import Signer, TrustStore, Verifier, load_identity
 from ..signing.pki import resolve_password
-from .catalogue import Catalogue
+from .catalogue import (
+    DEFAULT_ADD_RATE,
+    DEFAULT_CHANGE_RATE,
+    DEFAULT_REMOVE_RATE,
+    DEFAULT_UNPUBLISH_RATE,
+    Catalogue,
+)
 from .operations import STATE_CHANGING, Call, OperationFault, Operations
 from .store import SandboxStore
 
@@ -86,6 +92,14 @@ class SandboxConfig:
     port: int = 0
     procedures: int = 300
     seed: int = 1
+    # -- catalogue revisions (see sandbox/catalogue.py): where it starts, how much each step moves
+    revision: int = 0
+    change_rate: float = DEFAULT_CHANGE_RATE
+    add_rate: float = DEFAULT_ADD_RATE
+    unpublish_rate: float = DEFAULT_UNPUBLISH_RATE
+    remove_rate: float = DEFAULT_REMOVE_RATE
+    #: advance the catalogue one revision every so many seconds while serving (None = never)
+    advance_every: float | None = None
     #: SQLite file; ``None`` = ``$LIENTHONG_HOME/sandbox/sandbox.db``; ``":memory:"`` = nothing on disk
     store_path: Path | str | None = None
     #: development PKI directory (``lienthong keys init``); default ``$LIENTHONG_HOME/pki``
@@ -197,7 +211,12 @@ class SandboxServer:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config = config or SandboxConfig()
         self.clock: Callable[[], datetime] = config.clock or (lambda: datetime.now(UTC))
-        self.catalogue = Catalogue(config.procedures, config.seed)
+        if config.advance_every is not None and not config.advance_every > 0:
+            raise ConfigurationError(f"advance_every must be a positive number of seconds, not {config.advance_every}")
+        self.catalogue = Catalogue(config.procedures, config.seed, config.revision,
+                                   change_rate=config.change_rate, add_rate=config.add_rate,
+                                   unpublish_rate=config.unpublish_rate, remove_rate=config.remove_rate)
+        self._advancer: threading.Thread | None = None
         if config.store_path == MEMORY:
             self.store = SandboxStore(None)
         else:
@@ -258,6 +277,10 @@ class SandboxServer:
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"sandbox-{port}", daemon=True)
         self._thread.start()
+        if self.config.advance_every:
+            self._advancer = threading.Thread(target=self._advance_periodically, name=f"sandbox-{port}-catalogue",
+                                              daemon=True)
+            self._advancer.start()
         log.info("sandbox listening on %s", self.base_url)
         return self.base_url
 
@@ -271,6 +294,9 @@ class SandboxServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self._advancer is not None:
+            self._advancer.join(timeout=5)
+            self._advancer = None
 
     def close(self) -> None:
         """Stop and release the store (an in-memory store and its files are gone afterwards)."""
@@ -299,6 +325,25 @@ class SandboxServer:
             self.config = replace(self.config, latency_ms=latency_ms)
         if timeout_seconds is not None:
             self.config = replace(self.config, timeout_seconds=timeout_seconds)
+
+    def advance_catalogue(self, n: int = 1) -> int:
+        """Move the procedure catalogue ``n`` revisions forward while serving; returns the new revision.
+
+        Thread-safe: a request in flight finishes on the snapshot it started with, the next one sees
+        the new revision (see ``Catalogue.advance``).
+        """
+        revision = self.catalogue.advance(n)
+        log.info("catalogue at revision %d (%d procedures listed)", revision, self.catalogue.count)
+        return revision
+
+    def _advance_periodically(self) -> None:
+        interval = float(self.config.advance_every or 0)
+        while not self._stopping.wait(interval):
+            try:
+                self.advance_catalogue()
+            except ValueError:  # the last revision reached: the catalogue stays where it is
+                log.warning("catalogue cannot advance beyond revision %d", self.catalogue.revision)
+                return
 
     # -- the SOAP pipeline -------------------------------------------------------------------
     def handle_soap(self, spec: ServiceSpec, soap_action: str | None, data: bytes, *, base_url: str) -> Response:
@@ -577,6 +622,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8099, help="port (0 = any free port; default 8099, clear of Airflow's 8080)")
     p.add_argument("--procedures", type=int, default=300, help="size of the synthetic procedure catalogue")
     p.add_argument("--seed", type=int, default=1, help="catalogue seed (same seed, same catalogue)")
+    p.add_argument("--revision", type=int, default=0,
+                   help="catalogue revision to start at (0 = as generated; each revision changes, adds, "
+                        "abolishes and removes a share of the procedures)")
+    p.add_argument("--change-rate", type=float, default=DEFAULT_CHANGE_RATE,
+                   help=f"share of procedures a revision changes (default {DEFAULT_CHANGE_RATE})")
+    p.add_argument("--add-rate", type=float, default=DEFAULT_ADD_RATE,
+                   help=f"share of new procedures a revision adds (default {DEFAULT_ADD_RATE})")
+    p.add_argument("--unpublish-rate", type=float, default=DEFAULT_UNPUBLISH_RATE,
+                   help=f"share of procedures a revision abolishes, TRANGTHAI 2 (default {DEFAULT_UNPUBLISH_RATE})")
+    p.add_argument("--remove-rate", type=float, default=DEFAULT_REMOVE_RATE,
+                   help=f"share of procedures a revision withdraws from the listing (default {DEFAULT_REMOVE_RATE})")
+    p.add_argument("--advance-every", type=float, default=None, metavar="SECONDS",
+                   help="move the catalogue one revision forward every SECONDS while serving")
     p.add_argument("--store", help=f"SQLite file of what was received (default $LIENTHONG_HOME/sandbox/sandbox.db; "
                                    f"'{MEMORY}' keeps nothing)")
     p.add_argument("--pki-dir", type=Path, help="development PKI directory (default $LIENTHONG_HOME/pki)")
@@ -611,6 +669,8 @@ def config_from_args(args: argparse.Namespace, settings: Settings | None = None)
         init_dev_pki(pki_dir, settings.agency_code, national)
     return SandboxConfig(
         host=args.host, port=args.port, procedures=args.procedures, seed=args.seed,
+        revision=args.revision, change_rate=args.change_rate, add_rate=args.add_rate,
+        unpublish_rate=args.unpublish_rate, remove_rate=args.remove_rate, advance_every=args.advance_every,
         store_path=args.store or (settings.home / "sandbox" / "sandbox.db"),
         pki_dir=pki_dir, signing_key=args.key, trust=tuple(args.trust),
         crls=tuple(args.crl) if args.crl is not None else None,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from airflow_cluster import AIRFLOW_CFG, DAGS_FOLDER, TEST_AIRFLOW_HOME
 
-EXPECTED_DAG_IDS = {"lienthong_healthcheck"}
+EXPECTED_DAG_IDS = {"lienthong_healthcheck", "lienthong_tthc_sync"}
 DAG_FILES = sorted(DAGS_FOLDER.glob("*.py"))
 #: a DAG file's own parse cost, with Airflow already imported as it is in the DAG processor
 MAX_PARSE_SECONDS = 0.5
@@ -106,6 +106,19 @@ def test_healthcheck_fails_fast_on_fatal_errors_and_retries_the_rest(dagbag):
     assert policy.evaluate(TransportTimeout("no answer"), 1, 4).action is RetryAction.DEFAULT
     assert policy.evaluate(ServiceUnavailable("503", status=503), 1, 4).action is RetryAction.DEFAULT
     assert policy.evaluate(RuntimeError("unexpected"), 1, 4).action is RetryAction.DEFAULT
+
+
+def test_catalogue_sync_dag_settings(dagbag):
+    dag = dagbag.dags["lienthong_tthc_sync"]
+    assert dag.timetable.expression == "0 0 * * *"  # @daily
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert set(dag.params.keys()) == {"mode", "since"}
+    assert dag.params["mode"] == "incremental"
+    assert "full" in dag.doc_md and "watermark" in dag.doc_md
+    sync = dag.task_dict["sync"]
+    assert [o.uri for o in sync.outlets] == ["lienthong://catalogue/tthc"]
+    assert sync.retries == 3 and sync.retry_exponential_backoff == 2.0
+    assert sync.retry_policy is not None
 
 
 # --- airflow.cfg ----------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 import unicodedata
@@ -133,7 +135,40 @@ def test_agency_and_field_catalogues(csdl_schema):
         assert csdl_schema.validate(payload), csdl_schema.error_log.last_error
 
 
-@pytest.mark.parametrize("size", [0, -1, 10**7])
+@pytest.mark.parametrize("size", [0, -1, 10**7, 2.5, True])
 def test_impossible_sizes_are_refused(size):
     with pytest.raises(ValueError):
         Catalogue(size)
+
+
+def test_revision_zero_is_pinned():
+    """The catalogue as generated must not drift: schemas/samples and recorded test data rely on it."""
+    cat = Catalogue(300, seed=1)
+    summaries = [cat.summary(i) for i in range(300)]
+    blob = json.dumps([[s.code, s.updated.isoformat(), s.status] for s in summaries]
+                      + [cat.record(s.code) for s in summaries], ensure_ascii=False, default=str)
+    assert hashlib.sha256(blob.encode()).hexdigest() == (
+        "027d841f80e9ff26b05f4e9951140d029e9cebc2a14b516d0efd5fc522983fd0")
+
+
+def test_listing_is_paged_by_code_and_filters_agree_with_summaries():
+    cat = Catalogue(1500, seed=2)
+    pages = [cat.page(p, 200)[1] for p in range(1, 9)]
+    codes = [s.code for page in pages for s in page]
+    assert len(codes) == 1500 and codes == sorted(codes) and len(set(codes)) == 1500
+    # the fast filter (integer timestamps) selects exactly what the summaries' dates say
+    since = CATALOGUE_EPOCH - timedelta(days=90, hours=5, seconds=17)
+    total, matching = cat.page(1, 1000, since=since)
+    expected = sorted(s.code for s in (cat.summary(i) for i in range(1500)) if s.updated >= since)
+    _total, rest = cat.page(2, 1000, since=since)
+    assert total == len(expected) and [s.code for s in matching + rest] == expected
+    boundary = matching[0].updated
+    assert matching[0].code in {s.code for s in cat.page(1, 1000, since=boundary)[1]}  # ≥, not >
+    with pytest.raises(ValueError, match="timezone-aware"):
+        cat.page(1, 10, since=datetime(2026, 1, 1))
+
+
+def test_count_and_total_before_any_revision():
+    cat = Catalogue(250, seed=1)
+    assert (cat.revision, cat.count, cat.total, len(cat)) == (0, 250, 250, 250)
+    assert len(cat.codes()) == 250 and not any(cat.summary(i).removed for i in range(250))

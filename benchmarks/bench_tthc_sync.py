@@ -1,0 +1,122 @@
+"""Catalogue sync against the sandbox: full, incremental after one revision, and a no-change re-sync.
+
+The sandbox runs as a separate process (as the national service would), with a catalogue of
+``--procedures`` (default 10,000). The hub syncs into a fresh SQLite store (or ``--db-url``):
+
+1. full sync of the whole catalogue: wall time, records/s, peak memory of this process;
+2. the sandbox moves forward one revision (~1% changed, plus additions and unpublications);
+   incremental sync: wall time and records fetched;
+3. an incremental re-sync with no upstream change.
+
+Incremental cost should follow what changed, not the catalogue size: the two are printed side by
+side. Targets: full 10,000 in < 60 s with peak memory < 400 MB.
+
+Run: ``python benchmarks/bench_tthc_sync.py [--procedures N] [--concurrency C]``. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_sandbox(home: Path, port: int, procedures: int, revision: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lienthong.sandbox", "--port", str(port), "--store", ":memory:",
+         "--procedures", str(procedures), "--revision", str(revision), "--pki-dir", str(home / "pki")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "LIENTHONG_HOME": str(home)})
+    line = proc.stdout.readline().strip()
+    if not line.startswith("http"):
+        proc.kill()
+        raise SystemExit(f"sandbox did not start: {line} {proc.stderr.read()}")
+    return proc
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--procedures", type=int, default=10_000)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--db-url")
+    args = ap.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="bench-tthc-"))
+    os.environ["LIENTHONG_HOME"] = str(home)
+    os.environ["LIENTHONG_KEY_PASSWORD"] = "benchmark"
+    if args.db_url:
+        os.environ["LIENTHONG_DB_URL"] = args.db_url
+    from lienthong.connectors.csdl_tthc import CsdlTthcClient
+    from lienthong.connectors.soap import SoapConnector
+    from lienthong.hub.catalogue import sync_catalogue
+    from lienthong.hub.settings import Settings
+    from lienthong.hub.store import open_store
+    from lienthong.signing.cli import cmd_keys_init
+
+    cmd_keys_init(Settings.from_env())
+    port = _free_port()
+    os.environ["LIENTHONG_CSDL_URL"] = f"http://127.0.0.1:{port}/csdl-tthc"
+    settings = Settings.from_env()
+    store = open_store(settings)
+    client = CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=store.audit))
+    print("== machine")
+    print(f"  {platform.platform()} | {_cpu()} | {os.cpu_count()} cores | Python {platform.python_version()}")
+    print(f"  store {store.engine.url.render_as_string(hide_password=True).split('@')[-1]}; "
+          f"sandbox in its own process; {args.concurrency} concurrent LayThuTuc calls")
+
+    sandbox = _start_sandbox(home, port, args.procedures, revision=0)
+    try:
+        began = time.perf_counter()
+        full = sync_catalogue(store.engine, client, full=True, concurrency=args.concurrency)
+        full_s = time.perf_counter() - began
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    finally:
+        sandbox.terminate()
+        sandbox.wait()
+    sandbox = _start_sandbox(home, port, args.procedures, revision=1)
+    try:
+        began = time.perf_counter()
+        inc = sync_catalogue(store.engine, client, concurrency=args.concurrency)
+        inc_s = time.perf_counter() - began
+        began = time.perf_counter()
+        again = sync_catalogue(store.engine, client, concurrency=args.concurrency)
+        again_s = time.perf_counter() - began
+    finally:
+        sandbox.terminate()
+        sandbox.wait()
+
+    print(f"== full sync of {args.procedures:,} procedures")
+    print(f"  {full_s:8.1f} s   {full.listed / full_s:8.1f} records/s   peak memory {peak_mb:6.0f} MB   "
+          f"new {full.new:,}, quarantined {full.quarantined}, retries {full.retries}")
+    print("== incremental after one revision (side by side with the full sync)")
+    print(f"  {inc_s:8.1f} s   fetched {inc.listed:,} of {full.listed + inc.new:,} "
+          f"({inc.listed / max(1, full.listed):.1%})   changed {inc.changed}, new {inc.new}, "
+          f"unpublished {inc.unpublished}   → {inc_s / full_s:.1%} of the full sync's time")
+    print("== incremental with no upstream change")
+    print(f"  {again_s:8.1f} s   fetched {again.listed:,} (safety overlap)   new/changed {again.new + again.changed}")
+    target = "met" if full_s * 10_000 / args.procedures < 60 and peak_mb < 400 else "NOT met"
+    print(f"== target (10,000 in < 60 s, < 400 MB): {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
