@@ -24,6 +24,7 @@ from ..connectors.soap import Reply, SoapConnector
 from ..sandbox.server import SandboxConfig, SandboxServer
 from ..signing.cli import cmd_keys_init
 from .audit import AuditTrail
+from .catalogue import list_procedures, sync_catalogue
 from .errors import ConfigurationError, HubError
 from .settings import Settings
 from .store import open_store
@@ -103,7 +104,7 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
         now = datetime.now(UTC)
         context: dict = {}
         steps = [
-            ("CSDL TTHC: catalogue page, one procedure, agency and field lists", lambda: _csdl(connector)),
+            ("CSDL TTHC: sync the procedure catalogue into the store", lambda: _csdl(connector, store)),
             ("Cổng DVC: look up, sync a dossier, a processing step, upload a digital result",
              lambda: _dvc(connector, settings, now, context)),
             ("Báo cáo: send a monthly report, ask its status", lambda: _baocao(connector, settings, now, context)),
@@ -122,12 +123,17 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
         received = sandbox.store.count() if hasattr(sandbox, "store") else None
         sandbox.stop()
 
-    table = Table(title="Signed exchanges (every reply's signature verified against the pinned CA)")
-    for col in ("service", "operation", "DocumentId", "signed by", "ms", "audit"):
+    signers = sorted({r.signer.signer_agency for _, r in rows})
+    table = Table(title=f"Signed exchanges: every reply verified, signed by {', '.join(signers)}")
+    for col in ("service", "operation", "calls", "ms p50", "audited"):
         table.add_column(col, no_wrap=True)
+    groups: dict[tuple[str, str], list[Reply]] = {}
     for name, reply in rows:
-        table.add_row(name, reply.operation, reply.request_document_id[:10] + "…", reply.signer.signer_agency,
-                      f"{reply.latency_ms:.0f}", f"{reply.audit_seqs[0]}–{reply.audit_seqs[1]}")
+        groups.setdefault((name, reply.operation), []).append(reply)
+    for (name, operation), replies in groups.items():
+        latencies = sorted(r.latency_ms for r in replies)
+        audited = sum(len(r.audit_seqs) for r in replies)
+        table.add_row(name, operation, str(len(replies)), f"{latencies[len(latencies) // 2]:.0f}", str(audited))
     console.print(table)
     if received is not None:
         console.print(f"the sandbox recorded {received} signed requests in its own store")
@@ -146,21 +152,22 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
     return 0
 
 
-def _csdl(connector) -> dict:
+def _csdl(connector, store) -> dict:
     client = CsdlTthcClient(connector("csdl_tthc"))
-    page = client.list_page(1, 20)
-    first = page.items[0]
+    summary = sync_catalogue(store.engine, client, full=True)
+    first = list_procedures(store.engine, limit=1)[0]
     record = client.procedure(first.code)
-    agencies = client.agencies()
-    fields = client.fields()
     channels = ", ".join(
-        f"kênh {c.get('KENH')}: " + "; ".join(f"{t.get('THOIGIANGIAIQUYET')} {t.get('DONVITINH')}" for t in c.get("THOIGIAN", []))
+        f"kênh {c.get('KENH')}: " + "; ".join(f"{t.get('THOIGIANGIAIQUYET')} {t.get('DONVITINH')}"
+                                              for t in c.get("THOIGIAN", []))
         for c in record.get("CACHTHUCTHUCHIEN", [])
     )
     return {
         "procedure": record,
         "_lines": [
-            f"{page.total} procedures in the catalogue; {len(agencies)} agencies, {len(fields)} fields",
+            f"{summary.listed} procedures listed: {summary.new} new, {summary.changed} changed, "
+            f"{summary.unchanged} unchanged, {summary.quarantined} quarantined; {summary.agencies} agencies, "
+            f"{summary.fields} fields ({summary.seconds:.1f} s; run again: lienthong sync tthc)",
             f"{record['MATTHC']} {record['TENTTHC']}",
             f"processing time per channel: {channels}",
         ],

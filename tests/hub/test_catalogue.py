@@ -155,3 +155,38 @@ def test_history_and_filters(catalogue_env, audit):
     some_level = row.levels.split(",")[0]
     assert all(some_level in r.levels.split(",") for r in list_procedures(audit.engine, level=some_level))
     assert list_procedures(audit.engine, agency=row.publishing_agency)
+
+
+@pytest.mark.slow
+def test_incremental_sync_follows_what_changed_and_full_sync_finds_removals(catalogue_env, audit):
+    server, client = catalogue_env(procedures=500, change_rate=0.02, add_rate=0.006, unpublish_rate=0.006,
+                                   remove_rate=0.006)
+    sync_catalogue(audit.engine, client, full=True, retry=FAST_RETRY, concurrency=4)
+    server.advance_catalogue()
+    expected = server.catalogue.changes(1)
+    assert expected.changed and expected.added and expected.unpublished and expected.removed
+
+    inc = sync_catalogue(audit.engine, client, retry=FAST_RETRY)
+    # proportional to the change, not to the catalogue: what changed plus the few re-read in the overlap
+    assert inc.listed - inc.unchanged == len(expected.listed)
+    assert inc.unchanged <= 5
+    assert inc.new == len(expected.added)
+    assert inc.unpublished == len(expected.unpublished)
+    assert inc.changed == len(expected.changed)
+    assert inc.removed == 0  # a changed-since listing cannot show what is gone
+
+    changed_code = expected.changed[0]
+    row, versions = procedure_history(audit.engine, changed_code)
+    assert [v.change_kind for v in versions] == ["new", "changed"]
+    assert json.loads(versions[1].changes)  # readable lines of what changed
+    unpublished = procedure_history(audit.engine, expected.unpublished[0])[0]
+    assert unpublished.published is False  # kept, marked
+
+    full = sync_catalogue(audit.engine, client, full=True, retry=FAST_RETRY)
+    assert full.removed == len(expected.removed)
+    gone, history = procedure_history(audit.engine, expected.removed[0])
+    assert gone is not None and gone.removed_at is not None  # never deleted
+    assert history[-1].change_kind == "removed"
+    assert full.new == full.changed == 0
+    assert expected.removed[0] not in {r.code for r in list_procedures(audit.engine)}
+    assert expected.removed[0] in {r.code for r in list_procedures(audit.engine, include_removed=True)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -88,3 +89,39 @@ def test_demo_runs_end_to_end_in_a_fresh_home(tmp_path):
     again = run("demo", "--procedures", "120", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (tmp_path / "home" / "pki" / "hub.p12").exists()
+
+
+def test_catalogue_sync_list_and_show_through_the_cli(tmp_home, monkeypatch, capsys):
+    from lienthong.signing import init_dev_pki
+
+    monkeypatch.setenv("LIENTHONG_KEY_PASSWORD", "mật khẩu CLI")
+    init_dev_pki(tmp_home / "pki", "000.00.00.G10", "000.00.00.G22", "mật khẩu CLI")
+    from lienthong.sandbox.server import MEMORY, SandboxConfig, SandboxServer
+
+    server = SandboxServer(SandboxConfig(port=0, store_path=MEMORY, pki_dir=tmp_home / "pki",
+                                         key_password="mật khẩu CLI", procedures=40))
+    server.start()
+    try:
+        monkeypatch.setenv("LIENTHONG_CSDL_URL", server.base_url + "/csdl-tthc")
+        assert main(["sync", "tthc", "--full", "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["listed"] == 40 and summary["new"] == 40 and summary["mode"] == "full"
+
+        assert main(["tthc", "list", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert len(rows) == 40
+        code = rows[0]["code"]
+        assert main(["tthc", "list", "--search", rows[0]["name"][:12], "--json"]) == 0
+        assert code in {r["code"] for r in json.loads(capsys.readouterr().out)}
+
+        assert main(["tthc", "show", code, "--json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["record"]["code"] == code and shown["versions"][0]["kind"] == "new"
+
+        assert main(["tthc", "show", "9.999999"]) == 1
+        assert "not in the local catalogue" in capsys.readouterr().err
+        assert main(["tthc", "show", code, "--diff", "1", "7"]) == 1
+        assert main(["sync", "tthc", "--since", "not a date"]) == 1
+        assert "not an ISO date" in capsys.readouterr().err
+    finally:
+        server.close()
