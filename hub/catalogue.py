@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -172,8 +172,12 @@ class CatalogueSync:
 
     # --- storing ------------------------------------------------------------------------------
     def _store_batch(self, session: Session, fetched: list[_Fetched], summary: SyncSummary, seen_at: datetime) -> None:
+        """One batch in one transaction: quarantine, procedures, versions and links (bulk inserts)."""
         codes = [f.ref.code for f in fetched]
         current = {row.code: row for row in session.scalars(select(ProcedureRow).where(ProcedureRow.code.in_(codes)))}
+        versions: list[dict] = []
+        links: list[dict] = []
+        relinked: list[str] = []
         for item in fetched:
             if item.error is not None:
                 summary.quarantined += 1
@@ -182,16 +186,30 @@ class CatalogueSync:
                     reason_code=getattr(item.error, "code", "MAPPING_ERROR"), reason=str(item.error),
                     raw=item.raw, received_at=seen_at, sync_run=summary.run_id))
                 continue
-            self._store_procedure(session, current.get(item.ref.code), item.procedure, summary, seen_at)
+            version = self._store_procedure(session, current.get(item.ref.code), item.procedure, summary, seen_at)
+            if version is not None:
+                versions.append(version)
+                relinked.append(item.procedure.code)
+                links += [{"code": item.procedure.code, "kind": k, "target": t} for k, t in sorted(
+                    {("field", f.code) for f in item.procedure.fields}
+                    | {("agency", a.code) for a in item.procedure.agencies})]
+        session.flush()  # procedures first: versions and links refer to them
+        if versions:
+            session.execute(insert(ProcedureVersion), versions)
+        if relinked:
+            session.execute(delete(ProcedureLink).where(ProcedureLink.code.in_(relinked)))
+        if links:
+            session.execute(insert(ProcedureLink), links)
 
     def _store_procedure(self, session: Session, row: ProcedureRow | None, proc: Procedure,
-                         summary: SyncSummary, seen_at: datetime) -> None:
+                         summary: SyncSummary, seen_at: datetime) -> dict | None:
+        """Update the current row; return the new version's values, or None when nothing changed."""
         doc = proc.to_document()
-        digest = content_hash(proc)
+        digest = content_hash(doc)
         if row is not None and row.content_hash == digest and row.removed_at is None:
             summary.unchanged += 1
             row.last_seen_at = seen_at
-            return
+            return None
         if row is None:
             kind, changes = "new", []
             summary.new += 1
@@ -222,14 +240,9 @@ class CatalogueSync:
         row.national_updated_at = proc.updated_at
         row.last_seen_at = seen_at
         row.removed_at = None
-        session.add(ProcedureVersion(code=proc.code, version=row.version, change_kind=kind, content_hash=digest,
-                                     document=row.document, changes=_json(changes),
-                                     national_updated_at=proc.updated_at, seen_at=seen_at,
-                                     sync_run=summary.run_id))
-        session.flush()
-        session.execute(delete(ProcedureLink).where(ProcedureLink.code == proc.code))
-        links = {("field", f.code) for f in proc.fields} | {("agency", a.code) for a in proc.agencies}
-        session.add_all(ProcedureLink(code=proc.code, kind=k, target=t) for k, t in sorted(links))
+        return {"code": proc.code, "version": row.version, "change_kind": kind, "content_hash": digest,
+                "document": row.document, "changes": _json(changes), "national_updated_at": proc.updated_at,
+                "seen_at": seen_at, "sync_run": summary.run_id}
 
     def _state(self, session: Session) -> SyncState:
         state = session.get(SyncState, STATE_NAME)
