@@ -37,6 +37,8 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_signing.py
 	$(BIN)/python benchmarks/bench_audit.py
+	$(BIN)/python benchmarks/bench_exchange.py
+	$(BIN)/python benchmarks/bench_tthc_sync.py
 
 lint: setup
 	$(BIN)/ruff check .

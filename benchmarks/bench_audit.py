@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import select, text
-
 from lienthong.hub.audit import AuditRecord, AuditTrail
-from lienthong.hub.models import AuditEntry
+from lienthong.hub.models import AuditEntry, Base
 from lienthong.hub.store import make_engine, upgrade
+from sqlalchemy import select, text
 
 
 def _cpu() -> str:
@@ -45,9 +44,10 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="bench-audit-")
     url = args.db_url or f"sqlite:///{tmp}/audit.db"
     engine = make_engine(url)
-    if args.db_url:  # a scratch PostgreSQL database: start from empty tables
+    if args.db_url:  # a scratch database: start from empty tables
+        Base.metadata.drop_all(engine)
         with engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS audit_log, audit_head, alembic_version CASCADE"))
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     upgrade(engine)
     trail = AuditTrail(engine)
 

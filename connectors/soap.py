@@ -28,9 +28,10 @@ from lxml import etree
 from zeep.transports import Transport
 
 from ..hub.audit import AuditTrail
-from ..hub.envelope import Envelope, Party, build_envelope, parse_envelope
+from ..hub.envelope import Envelope, Party, build_envelope, q
 from ..hub.errors import (
     ConfigurationError,
+    EnvelopeError,
     FatalError,
     HubError,
     PartnerFault,
@@ -39,6 +40,7 @@ from ..hub.errors import (
     TransportError,
     TransportTimeout,
     UnexpectedResponse,
+    XmlMalformed,
 )
 from ..hub.inbound import open_envelope
 from ..hub.settings import PartnerEndpoint, Settings
@@ -47,7 +49,10 @@ from ..signing.cli import signer_for, trust_store_for
 from ..signing.signer import Signer
 from ..signing.verifier import VerifiedDocument, Verifier
 from .services import ServiceSpec, service
-from .soapframe import body_bytes, unwrap_soap, wrap_soap
+from .soapframe import unwrap_soap, wrap_soap
+
+#: where build_envelope puts the request's DocumentId
+_DOCUMENT_ID = f"{q('edXMLHeader')}/{q('MessageHeader')}/{q('DocumentId')}"
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ class SoapConnector:
         envelope = build_envelope(sender=self.me, recipients=[self.partner], subject=operation,
                                   payload=payload, document_id=document_id)
         validate(envelope, self.spec.name, what=f"{operation} request")
-        doc_id = parse_envelope(envelope).document_id
+        doc_id = _document_id(envelope)
         signed = self.signer.sign(envelope)
         request_bytes = wrap_soap(signed)
         common = dict(partner=self.spec.name, operation=operation, document_id=doc_id,
@@ -224,11 +229,18 @@ class SoapConnector:
             if status >= 500:
                 raise ServiceUnavailable(f"{self.spec.name} answered HTTP {status}", status=status)
             raise ConfigurationError(f"{self.spec.name} answered HTTP {status} at {self.address}: check the endpoint")
+        # One hardened parse of the whole SOAP message: its size, depth, DTD, entity and PI checks
+        # cover the envelope inside it. The verifier is handed that subtree, not the envelope's
+        # bytes to parse again: signxml serialises and re-parses the element it verifies anyway,
+        # so a second hardened parse of the same bytes here would be pure repetition.
         child = unwrap_soap(content, partner=self.spec.name, http_status=status)  # raises faults
         if status != 200:
             raise FatalError(f"{self.spec.name} answered HTTP {status} without a SOAP Fault")
-        inner = body_bytes(content)
-        accepted = open_envelope(inner if inner is not None else etree.tostring(child),
+        if not isinstance(child.tag, str) or (child.tail is not None and child.tail.strip()):
+            # what the inner bytes would have failed to parse as: a lone comment, or text after the envelope
+            raise XmlMalformed(f"{self.spec.name} reply to {operation}: soap:Body must hold the signed envelope "
+                               "and nothing else")
+        accepted = open_envelope(child,
                                  service_name=self.spec.name, verifier=self.verifier,
                                  expected_recipient=self.me.code, expected_sender=self.partner.code,
                                  what=f"reply to {operation}")
@@ -238,6 +250,14 @@ class SoapConnector:
         if env.subject != operation:
             raise UnexpectedResponse(f"reply is for operation {env.subject}, not {operation}")
         return accepted.verified, env
+
+
+def _document_id(envelope: etree._Element) -> str:
+    """The DocumentId of an envelope ``build_envelope`` just made (and the XSD accepted)."""
+    text = (envelope.findtext(_DOCUMENT_ID) or "").strip()
+    if not text:  # what parse_envelope would say; the XSD has normally refused it already
+        raise EnvelopeError("envelope has no MessageHeader/DocumentId")
+    return text
 
 
 def _reply_id(raw: bytes) -> str | None:

@@ -24,6 +24,12 @@ read), so concurrent processes extend one chain and never fork it; ``seq`` runs 
 gaps because it is allocated inside that transaction. The head also records the last hash, which
 is how removal of the newest entries (invisible to the chain itself) is detected.
 
+Every message exchange appends twice (request, reply), so an append is on the hot path: its three
+statements (lock the head, insert, move the head) are compiled once per dialect and sent with
+``exec_driver_sql``, with the columns' own bind processors applied. That stores exactly what a Core
+``insert()`` would, keeps SQLAlchemy's transaction handling, events and error wrapping, and skips
+the statement building and cache-key work that cost more than the database itself on SQLite.
+
 The chain makes tampering *evident* to anyone who re-walks it; it does not stop someone with write
 access from rewriting the whole chain consistently. Anchoring the head elsewhere (signed seals) is
 what closes that gap.
@@ -43,7 +49,9 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, String, insert, select, type_coerce, update
+from sqlalchemy import Connection, Engine, String, bindparam, insert, select, type_coerce, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import Executable
 
 from .errors import AuditChainBroken
 from .models import GENESIS_HASH, AuditEntry, AuditHead
@@ -452,17 +460,81 @@ def _plural(first: int, last: int) -> str:
     return f"entry {first}" if first == last else f"entries {first}..{last}"
 
 
+class _DriverStatement:
+    """A Core statement compiled once for one dialect, run with ``Connection.exec_driver_sql``.
+
+    ``params`` turns a mapping of bind names to Python values into what the driver expects
+    (a tuple in bind order for positional paramstyles, else the mapping), after applying the
+    bind processors SQLAlchemy itself would apply for those columns (e.g. ``UTCDateTime`` → naive
+    UTC text on SQLite), so the stored values are exactly those of ``conn.execute(stmt, ...)``.
+    """
+
+    __slots__ = ("sql", "_order", "_processors")
+
+    def __init__(self, stmt: Executable, dialect: Dialect):
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = compiled.string
+        self._order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        processors = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[name] = processor
+        self._processors = tuple(processors.items())
+
+    def params(self, values: dict[str, Any]) -> Any:
+        for name, processor in self._processors:
+            values[name] = processor(values[name])
+        if self._order is None:
+            return values
+        return tuple(values[name] for name in self._order)
+
+
+@dataclass(frozen=True, slots=True)
+class _AppendStatements:
+    """The three statements of an append, for one dialect."""
+
+    lock_head: _DriverStatement
+    insert: _DriverStatement
+    move_head: _DriverStatement
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> _AppendStatements:
+        return cls(
+            lock_head=_DriverStatement(
+                select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(_HEAD.c.id == bindparam("head_id")).with_for_update(),
+                dialect,
+            ),
+            insert=_DriverStatement(insert(_LOG).values({c.name: bindparam(c.name, type_=c.type) for c in _LOG.c}),
+                                    dialect),
+            move_head=_DriverStatement(
+                update(_HEAD).where(_HEAD.c.id == bindparam("head_id"))
+                .values(last_seq=bindparam("new_seq"), last_hash=bindparam("new_hash")),
+                dialect,
+            ),
+        )
+
+
 class AuditTrail:
     """Append to and verify the audit ledger in the store behind ``engine``.
 
     Every method uses its own connection and transaction; the object holds no state beyond the
-    engine and can be shared across threads. Do not call :meth:`record` while the same thread holds
-    a write transaction on a SQLite store: the append waits for the database write lock, which
-    that transaction holds, until the 30 s busy timeout fails it.
+    engine (and the append statements, compiled once for its dialect) and can be shared across
+    threads. Do not call :meth:`record` while the same thread holds a write transaction on a
+    SQLite store: the append waits for the database write lock, which that transaction holds,
+    until the 30 s busy timeout fails it.
     """
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._statements: _AppendStatements | None = None  # compiled on the first append
+
+    def _append_statements(self, conn: Connection) -> _AppendStatements:
+        # Compiled after connecting, so dialect options that depend on the server are settled.
+        statements = self._statements
+        if statements is None:
+            statements = self._statements = _AppendStatements.for_dialect(conn.dialect)
+        return statements
 
     # --- writing --------------------------------------------------------------------------
     def record(
@@ -522,10 +594,11 @@ class AuditTrail:
         if not prepared:
             return []
         with self._write_connection() as conn, conn.begin():
-            last_seq, last_hash = self._lock_head(conn)
+            sql = self._append_statements(conn)
+            last_seq, last_hash = self._lock_head(conn, sql)
             now = datetime.now(UTC)
             seq, prev = last_seq, last_hash
-            rows: list[dict[str, Any]] = []
+            rows: list[Any] = []
             for item in prepared:
                 seq += 1
                 recorded_at = item.recorded_at or now
@@ -549,31 +622,37 @@ class AuditTrail:
                     stored_body_sha256=item.stored_body_sha256,
                 )
                 rows.append(
-                    {
-                        "seq": seq,
-                        "recorded_at": recorded_at,
-                        "direction": item.direction,
-                        "partner": item.partner,
-                        "operation": item.operation,
-                        "document_id": item.document_id,
-                        "correlation_id": item.correlation_id,
-                        "from_agency": item.from_agency,
-                        "to_agency": item.to_agency,
-                        "outcome": item.outcome,
-                        "latency_ms": item.latency_ms,
-                        "attempt": item.attempt,
-                        "body_sha256": item.body_sha256,
-                        "body_size": item.body_size,
-                        "body": item.body,
-                        "error": item.error,
-                        "prev_hash": prev,
-                        "entry_hash": entry_hash,
-                    }
+                    sql.insert.params(
+                        {
+                            "seq": seq,
+                            "recorded_at": recorded_at,
+                            "direction": item.direction,
+                            "partner": item.partner,
+                            "operation": item.operation,
+                            "document_id": item.document_id,
+                            "correlation_id": item.correlation_id,
+                            "from_agency": item.from_agency,
+                            "to_agency": item.to_agency,
+                            "outcome": item.outcome,
+                            "latency_ms": item.latency_ms,
+                            "attempt": item.attempt,
+                            "body_sha256": item.body_sha256,
+                            "body_size": item.body_size,
+                            "body": item.body,
+                            "error": item.error,
+                            "prev_hash": prev,
+                            "entry_hash": entry_hash,
+                        }
+                    )
                 )
                 prev = entry_hash
-            for start in range(0, len(rows), chunk_size):
-                conn.execute(insert(_LOG), rows[start : start + chunk_size])
-            conn.execute(update(_HEAD).where(_HEAD.c.id == 1).values(last_seq=seq, last_hash=prev))
+            if len(rows) == 1:
+                conn.exec_driver_sql(sql.insert.sql, rows[0])
+            else:
+                for start in range(0, len(rows), chunk_size):
+                    conn.exec_driver_sql(sql.insert.sql, rows[start : start + chunk_size])
+            conn.exec_driver_sql(sql.move_head.sql,
+                                 sql.move_head.params({"new_seq": seq, "new_hash": prev, "head_id": 1}))
         return list(range(last_seq + 1, seq + 1))
 
     def _write_connection(self) -> Connection:
@@ -586,10 +665,8 @@ class AuditTrail:
         return conn
 
     @staticmethod
-    def _lock_head(conn: Connection) -> tuple[int, str]:
-        row = conn.execute(
-            select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
-        ).one_or_none()
+    def _lock_head(conn: Connection, sql: _AppendStatements) -> tuple[int, str]:
+        row = conn.exec_driver_sql(sql.lock_head.sql, sql.lock_head.params({"head_id": 1})).one_or_none()
         if row is None:
             raise AuditChainBroken(
                 "the audit_head row is missing: the ledger cannot be extended safely "

@@ -80,6 +80,8 @@ DEFAULT_ALLOWED_ALGORITHMS: tuple[str, ...] = ("rsa-sha256", "ecdsa-sha256")
 
 #: Longest accepted path leaf → … → anchor (leaf + 2 intermediates + anchor).
 MAX_CHAIN_LENGTH = 4
+#: Validated certificate paths a :class:`TrustStore` remembers (one per partner signer in practice).
+PATH_CACHE_SIZE = 256
 
 _NS = {"ds": DSIG_NS}
 _DS_SIGNATURE = f"{{{DSIG_NS}}}Signature"
@@ -181,16 +183,26 @@ class TrustStore:
     consulted (a web-PKI certificate must not be able to sign national messages). Every CRL must be
     signed by one of the anchors (checked at load time). A CRL past its ``nextUpdate`` is still
     applied – its revocations do not expire – and refreshing it is the operator's job.
+
+    Every partner message is signed by one of a handful of certificates, so :meth:`validate`
+    remembers the paths it has fully validated (chain signatures, key usage, CRLs), keyed by the
+    signer and the intermediates offered. Those checks do not depend on the time and the store's
+    anchors and CRLs never change (a CRL refresh means a new ``TrustStore``, with an empty memory),
+    so a remembered path only needs its validity windows checked again, against the time of each
+    call. A path that failed any check is never remembered.
     """
 
     anchors: tuple[x509.Certificate, ...]
     crls: tuple[x509.CertificateRevocationList, ...] = ()
     _revoked: dict[bytes, dict[int, dt.datetime]] = field(init=False, repr=False, compare=False)
+    _validated: dict[tuple[x509.Certificate, ...], tuple[_PathEntry, ...]] = field(
+        init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anchors", tuple(self.anchors))
         object.__setattr__(self, "crls", tuple(self.crls))
         object.__setattr__(self, "_revoked", {})
+        object.__setattr__(self, "_validated", {})
         if not self.anchors:
             raise ConfigurationError("the trust store has no CA certificate")
         for anchor in self.anchors:
@@ -245,20 +257,23 @@ class TrustStore:
     def validate(
         self, leaf: x509.Certificate, candidates: Sequence[x509.Certificate] = (), *, at: dt.datetime
     ) -> list[x509.Certificate]:
-        """Every certificate check on the signer at time ``at``; returns the path leaf → anchor."""
+        """Every certificate check on the signer at time ``at``; returns the path leaf → anchor.
+
+        In order: the path to a pinned anchor, the validity window of every certificate in it at
+        ``at``, the signer's key usage, revocation of every certificate by its issuer's CRL.
+        """
+        key = (leaf, *candidates)
+        remembered = self._validated.get(key)
+        if remembered is not None:
+            _check_validity(remembered, at)
+            return [entry.certificate for entry in remembered]
         path = self.build_path(leaf, candidates)
-        for index, cert in enumerate(path):
-            role = "signer" if index == 0 else ("trusted CA" if index == len(path) - 1 else "intermediate CA")
-            if at < cert.not_valid_before_utc:
-                raise NotYetValidCertificate(
-                    f"{role} {_describe(cert)} is not valid before {cert.not_valid_before_utc.isoformat()} "
-                    f"(checked at {at.isoformat()})"
-                )
-            if at > cert.not_valid_after_utc:
-                raise ExpiredCertificate(
-                    f"{role} {_describe(cert)} expired on {cert.not_valid_after_utc.isoformat()} "
-                    f"(checked at {at.isoformat()})"
-                )
+        entries = tuple(
+            _PathEntry(cert, "signer" if index == 0 else ("trusted CA" if index == len(path) - 1 else "intermediate CA"),
+                       cert.not_valid_before_utc, cert.not_valid_after_utc)
+            for index, cert in enumerate(path)
+        )
+        _check_validity(entries, at)
         if _is_ca(leaf):
             raise KeyUsageViolation(f"signer {_describe(leaf)} is a CA certificate; CA keys must not sign messages")
         try:
@@ -267,14 +282,41 @@ class TrustStore:
             raise KeyUsageViolation(f"signer {_describe(leaf)} has no keyUsage extension (digitalSignature required)") from None
         if not usage.digital_signature:
             raise KeyUsageViolation(f"signer {_describe(leaf)} keyUsage does not include digitalSignature")
-        for cert, issuer in zip(path, path[1:]):
+        for cert, issuer in zip(path, path[1:], strict=False):
             revoked_at = self._revocation(cert, issuer)
             if revoked_at is not None:
                 raise RevokedCertificate(
                     f"{_describe(cert)} was revoked on {revoked_at.isoformat()} "
                     f"(CRL of '{issuer.subject.rfc4514_string()}')"
                 )
+        if len(self._validated) >= PATH_CACHE_SIZE:
+            self._validated.clear()  # only certificates that chain to an anchor get here: rare
+        self._validated[key] = entries
         return path
+
+
+@dataclass(frozen=True, slots=True)
+class _PathEntry:
+    """One certificate of a validated path, with what its validity check needs."""
+
+    certificate: x509.Certificate
+    role: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+
+def _check_validity(path: Sequence[_PathEntry], at: dt.datetime) -> None:
+    for entry in path:
+        if at < entry.not_before:
+            raise NotYetValidCertificate(
+                f"{entry.role} {_describe(entry.certificate)} is not valid before {entry.not_before.isoformat()} "
+                f"(checked at {at.isoformat()})"
+            )
+        if at > entry.not_after:
+            raise ExpiredCertificate(
+                f"{entry.role} {_describe(entry.certificate)} expired on {entry.not_after.isoformat()} "
+                f"(checked at {at.isoformat()})"
+            )
 
 
 # --------------------------------------------------------------------------------------------
