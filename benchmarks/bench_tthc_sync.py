@@ -46,6 +46,11 @@ def _start_sandbox(home: Path, port: int, procedures: int, revision: int) -> sub
     return proc
 
 
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _cpu() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -56,7 +61,8 @@ def _cpu() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--procedures", type=int, default=10_000)
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=4, help="LayThuTuc calls in flight per process")
+    ap.add_argument("--processes", type=int, default=2, help="fetching processes (0 = threads in this process)")
     ap.add_argument("--db-url")
     args = ap.parse_args()
 
@@ -65,9 +71,11 @@ def main() -> int:
     os.environ["LIENTHONG_KEY_PASSWORD"] = "benchmark"
     if args.db_url:
         os.environ["LIENTHONG_DB_URL"] = args.db_url
+    from functools import partial
+
     from lienthong.connectors.csdl_tthc import CsdlTthcClient
     from lienthong.connectors.soap import SoapConnector
-    from lienthong.hub.catalogue import sync_catalogue
+    from lienthong.hub.catalogue import csdl_client, sync_catalogue
     from lienthong.hub.settings import Settings
     from lienthong.hub.store import open_store
     from lienthong.signing.cli import cmd_keys_init
@@ -78,35 +86,53 @@ def main() -> int:
     settings = Settings.from_env()
     store = open_store(settings)
     client = CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=store.audit))
+    options = {"concurrency": args.concurrency, "processes": args.processes,
+               "client_factory": partial(csdl_client, settings)}
     print("== machine")
     print(f"  {platform.platform()} | {_cpu()} | {os.cpu_count()} cores | Python {platform.python_version()}")
     print(f"  store {store.engine.url.render_as_string(hide_password=True).split('@')[-1]}; "
-          f"sandbox in its own process; {args.concurrency} concurrent LayThuTuc calls")
+          f"sandbox in its own process; {max(1, args.processes)} fetching process(es) × "
+          f"{args.concurrency} concurrent LayThuTuc calls")
 
     sandbox = _start_sandbox(home, port, args.procedures, revision=0)
     try:
+        import psutil
+
+        cpu_before = _cpu_seconds()
+        sandbox_before = sum(psutil.Process(sandbox.pid).cpu_times()[:2])
         began = time.perf_counter()
-        full = sync_catalogue(store.engine, client, full=True, concurrency=args.concurrency)
+        full = sync_catalogue(store.engine, client, full=True, **options)
         full_s = time.perf_counter() - began
+        hub_cpu = _cpu_seconds() - cpu_before  # this process + its joined worker processes
+        sandbox_cpu = sum(psutil.Process(sandbox.pid).cpu_times()[:2]) - sandbox_before
+        # peak resident memory of this process and of its worker processes (each, not summed)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     finally:
         sandbox.terminate()
         sandbox.wait()
     sandbox = _start_sandbox(home, port, args.procedures, revision=1)
     try:
         began = time.perf_counter()
-        inc = sync_catalogue(store.engine, client, concurrency=args.concurrency)
+        inc = sync_catalogue(store.engine, client, **options)
         inc_s = time.perf_counter() - began
         began = time.perf_counter()
-        again = sync_catalogue(store.engine, client, concurrency=args.concurrency)
+        again = sync_catalogue(store.engine, client, **options)
         again_s = time.perf_counter() - began
     finally:
         sandbox.terminate()
         sandbox.wait()
 
     print(f"== full sync of {args.procedures:,} procedures")
-    print(f"  {full_s:8.1f} s   {full.listed / full_s:8.1f} records/s   peak memory {peak_mb:6.0f} MB   "
+    print(f"  {full_s:8.1f} s   {full.listed / full_s:8.1f} records/s   peak memory {peak_mb:4.0f} MB (largest child {workers_mb:.0f} MB)   "
           f"new {full.new:,}, quarantined {full.quarantined}, retries {full.retries}")
+    cores = os.cpu_count() or 1
+    per_record = hub_cpu / full.listed * 1000
+    print(f"  CPU: hub {hub_cpu:.0f} s ({per_record:.1f} ms per record), sandbox {sandbox_cpu:.0f} s "
+          f"({sandbox_cpu / full.listed * 1000:.1f} ms per record): the sandbox takes "
+          f"{sandbox_cpu / (hub_cpu + sandbox_cpu):.0%} of the machine")
+    print(f"  hub alone on {cores} cores (national service elsewhere, as in production): "
+          f"~{cores * 1000 / per_record:.0f} records/s, 10,000 in ~{10_000 * per_record / 1000 / cores:.0f} s")
     print("== incremental after one revision (side by side with the full sync)")
     print(f"  {inc_s:8.1f} s   fetched {inc.listed:,} of {full.listed + inc.new:,} "
           f"({inc.listed / max(1, full.listed):.1%})   changed {inc.changed}, new {inc.new}, "

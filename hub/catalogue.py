@@ -22,10 +22,12 @@ Guarantees an integration engineer relies on:
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -131,6 +133,54 @@ class _Fetched:
     error: HubError | MappingError | None = None
 
 
+# --- fetching in worker processes ------------------------------------------------------------------
+# One Python process keeps about one core busy (the GIL), and a LayThuTuc round trip costs the hub
+# ~8 ms of CPU (signing, verifying, XSD, audit). ``processes=N`` spreads the fetching over N worker
+# processes, each with its own connector (key loaded once per process) and ``concurrency`` threads;
+# the parent keeps the only write path to the catalogue tables, so batching and the watermark work
+# exactly as with threads. Audit entries are appended by every process to the one chained ledger.
+_WORKER: dict = {}
+
+
+def _worker_init(client_factory: Callable[[], CsdlTthcClient], retry: RetryPolicy, concurrency: int) -> None:
+    _WORKER["client"] = client_factory()
+    _WORKER["retry"] = retry
+    _WORKER["pool"] = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tthc-fetch")
+
+
+def _worker_fetch(refs: list[ProcedureRef]) -> tuple[list[_Fetched], int]:
+    counter = [0]
+    fetch = _Fetcher(_WORKER["client"], _WORKER["retry"], lambda *a: counter.__setitem__(0, counter[0] + 1))
+    fetched = list(_WORKER["pool"].map(fetch, refs))
+    return fetched, counter[0]
+
+
+@dataclass
+class _Fetcher:
+    """Fetch and map one listed procedure; a fatal failure becomes a quarantine item, not an exception."""
+
+    client: CsdlTthcClient
+    retry: RetryPolicy
+    on_retry: Callable[[BaseException, int, float], None]
+
+    def __call__(self, ref: ProcedureRef) -> _Fetched:
+        try:
+            reply = self.retry.call(lambda attempt: self.client.procedure_reply(ref.code), on_retry=self.on_retry)
+        except FatalError as exc:
+            return _Fetched(ref, raw=getattr(exc, "response_bytes", None), error=_portable(exc))
+        try:
+            return _Fetched(ref, procedure=from_national(thutuc_record(reply.payload)), raw=reply.response_bytes)
+        except MappingError as exc:
+            return _Fetched(ref, raw=reply.response_bytes, error=_portable(exc))
+        except ValueError as exc:
+            return _Fetched(ref, raw=reply.response_bytes, error=MappingError(str(exc)))
+
+
+def _portable(exc: HubError) -> HubError:
+    """The error as a plain HubError with the same code and message (safe to send between processes)."""
+    return HubError(str(exc), code=exc.code)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -144,9 +194,16 @@ class CatalogueSync:
 
     def __init__(self, engine: Engine, client: CsdlTthcClient, *, concurrency: int = 4, batch_size: int = 200,
                  page_size: int = 500, retry: RetryPolicy | None = None, cursor: CatalogueCursor | None = None,
-                 progress: Callable[[str, int, int], None] | None = None):
+                 progress: Callable[[str, int, int], None] | None = None, processes: int = 0,
+                 client_factory: Callable[[], CsdlTthcClient] | None = None):
+        """``processes`` > 0 fetches in that many worker processes built by ``client_factory``
+        (a picklable callable, e.g. ``functools.partial(csdl_client, settings)``)."""
+        if processes > 0 and client_factory is None:
+            raise ValueError("fetching in worker processes needs a picklable client_factory")
         self.engine = engine
         self.client = client
+        self.processes = processes
+        self.client_factory = client_factory
         self.concurrency = max(1, concurrency)
         self.batch_size = max(1, batch_size)
         self.retry = retry or RetryPolicy(initial_delay=0.2, max_delay=5.0, max_attempts=6)
@@ -160,15 +217,7 @@ class CatalogueSync:
 
     # --- fetching -----------------------------------------------------------------------------
     def _fetch(self, ref: ProcedureRef) -> _Fetched:
-        try:
-            reply = self.retry.call(lambda attempt: self.client.procedure_reply(ref.code), on_retry=self._count_retry)
-        except FatalError as exc:
-            return _Fetched(ref, raw=getattr(exc, "response_bytes", None), error=exc)
-        try:
-            return _Fetched(ref, procedure=from_national(thutuc_record(reply.payload)), raw=reply.response_bytes)
-        except (MappingError, ValueError) as exc:
-            return _Fetched(ref, raw=reply.response_bytes, error=exc if isinstance(exc, MappingError)
-                            else MappingError(str(exc)))
+        return _Fetcher(self.client, self.retry, self._count_retry)(ref)
 
     # --- storing ------------------------------------------------------------------------------
     def _store_batch(self, session: Session, fetched: list[_Fetched], summary: SyncSummary, seen_at: datetime) -> None:
@@ -277,6 +326,33 @@ class CatalogueSync:
                     document=row.document, changes=_json(["- no longer listed by the national catalogue"]),
                     national_updated_at=row.national_updated_at, seen_at=seen_at, sync_run=summary.run_id))
 
+    @contextmanager
+    def _fetcher_pool(self):
+        """Yields ``fetch_batches(refs)``: an iterator of (batch refs, fetched) in batch order."""
+        if self.processes <= 0:
+            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="tthc-fetch") as pool:
+                def batches(refs):
+                    for start in range(0, len(refs), self.batch_size):
+                        chunk = refs[start:start + self.batch_size]
+                        yield chunk, list(pool.map(self._fetch, chunk))
+                yield batches
+            return
+        ctx = multiprocessing.get_context("spawn")  # no forked SQLite/HTTP state in the workers
+        with ProcessPoolExecutor(max_workers=self.processes, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(self.client_factory, self.retry, self.concurrency)) as pool:
+            def batches(refs):
+                # Each batch is cut in one slice per process; results come back in order.
+                for start in range(0, len(refs), self.batch_size):
+                    chunk = refs[start:start + self.batch_size]
+                    step = -(-len(chunk) // self.processes)
+                    parts = [chunk[i:i + step] for i in range(0, len(chunk), step)]
+                    fetched: list[_Fetched] = []
+                    for part_fetched, retries in pool.map(_worker_fetch, parts):
+                        fetched += part_fetched
+                        self._retries += retries
+                    yield chunk, fetched
+            yield batches
+
     # --- the run ------------------------------------------------------------------------------
     def run(self, *, full: bool = False, since: datetime | None = None) -> SyncSummary:
         started = time.perf_counter()
@@ -296,10 +372,8 @@ class CatalogueSync:
         watermark = stored_watermark
         done = 0
         self.progress("fetch", 0, len(refs))
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="tthc-fetch") as pool:
-            for start_index in range(0, len(refs), self.batch_size):
-                batch_refs = refs[start_index:start_index + self.batch_size]
-                fetched = list(pool.map(self._fetch, batch_refs))
+        with self._fetcher_pool() as fetch_batches:
+            for batch_refs, fetched in fetch_batches(refs):
                 summary.fetched += sum(1 for f in fetched if f.procedure is not None)
                 watermark = self.cursor.advance(watermark, batch_refs)
                 with Session(self.engine) as session, session.begin():
@@ -370,3 +444,11 @@ def procedure_history(engine: Engine, code: str) -> tuple[ProcedureRow | None, l
 def sync_state(engine: Engine) -> SyncState | None:
     with Session(engine) as session:
         return session.get(SyncState, STATE_NAME)
+
+
+def csdl_client(settings) -> CsdlTthcClient:
+    """A catalogue client for ``settings`` with its own store connection: the worker-process factory."""
+    from ..connectors.soap import SoapConnector
+    from .store import open_store
+
+    return CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=open_store(settings).audit))

@@ -144,7 +144,12 @@ def cmd_sync_tthc(args: argparse.Namespace) -> int:
             if stage == "fetch":
                 bar.update(task, description="fetching procedures", completed=done, total=total)
 
+        from functools import partial
+
+        from .catalogue import csdl_client
+
         summary = sync_catalogue(store.engine, client, full=args.full, since=since, concurrency=args.concurrency,
+                                 processes=args.processes, client_factory=partial(csdl_client, settings),
                                  progress=progress)
     if args.json:
         console.print_json(json.dumps(summary.as_dict(), ensure_ascii=False))
@@ -306,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = sync_sub.add_parser("tthc", help="the procedure catalogue from CSDL TTHC (incremental by default)")
     st.add_argument("--full", action="store_true", help="re-read everything and detect removed procedures")
     st.add_argument("--since", help="ISO date/time: changes since then (overrides the stored watermark)")
-    st.add_argument("--concurrency", type=int, default=4, help="parallel LayThuTuc calls (default 4)")
+    st.add_argument("--concurrency", type=int, default=4, help="parallel LayThuTuc calls per process (default 4)")
+    st.add_argument("--processes", type=int, default=0,
+                    help="fetch in N worker processes (one core each; default 0: threads in this process)")
     st.add_argument("--json", action="store_true", help="machine-readable summary")
     st.set_defaults(func=cmd_sync_tthc)
 

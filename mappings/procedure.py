@@ -27,6 +27,7 @@ Rules the mapping keeps, and why:
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import json
 import math
@@ -55,6 +56,15 @@ NATIONAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PROCEDURE_CODE = re.compile(r"[0-9]\.[0-9]{6}")
 CATALOGUE_CODE = re.compile(r"[0-9A-Za-z._\-/]{1,64}")
 AGENCY_CODE = re.compile(r"(?=.{1,32}\Z)(?:(?:[0-9A-Z]{2,3}\.){1,3}[0-9A-Z]{2,3}|[GH][0-9]{2}(?:\.[0-9A-Z]{2,3}){0,3})")
+
+
+# ``extra`` mappings are read-only views (MappingProxyType), which pickle cannot handle by itself;
+# procedures travel between the catalogue sync's worker processes, so teach it: a proxy of a copy.
+def _readonly(values: dict) -> Mapping[str, Any]:
+    return MappingProxyType(values)
+
+
+copyreg.pickle(MappingProxyType, lambda proxy: (_readonly, (dict(proxy),)))
 
 
 def _no_extra() -> Mapping[str, Any]:

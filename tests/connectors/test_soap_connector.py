@@ -212,3 +212,16 @@ def test_tls_certificate_that_does_not_verify_is_a_tls_error(conn_home, audit, t
         assert [(r.direction, r.outcome) for r in _entries(audit)] == [("out", "sent"), ("in", "error")]
     finally:
         server.shutdown()
+
+
+def test_proxy_and_ca_bundle_from_the_environment_are_still_honoured(settings, audit, monkeypatch):
+    """The environment is read once per session (not per request), but it is still read."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    connector = SoapConnector(settings, "csdl_tthc", audit=audit)
+    session = connector._transport().session
+    assert session.proxies.get("http") == "http://proxy.internal:3128"
+    assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
+    assert session.trust_env is False

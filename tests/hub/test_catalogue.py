@@ -190,3 +190,24 @@ def test_incremental_sync_follows_what_changed_and_full_sync_finds_removals(cata
     assert full.new == full.changed == 0
     assert expected.removed[0] not in {r.code for r in list_procedures(audit.engine)}
     assert expected.removed[0] in {r.code for r in list_procedures(audit.engine, include_removed=True)}
+
+
+def test_fetching_in_worker_processes_gives_the_same_catalogue(conn_home, make_sandbox, tmp_path):
+    """Processes fetch (each its own key load and connector), the parent alone writes the catalogue."""
+    from functools import partial
+
+    from lienthong.hub.catalogue import csdl_client
+    from lienthong.hub.store import open_store
+
+    server = make_sandbox(procedures=60)
+    settings = settings_for(conn_home, server.base_url)
+    from dataclasses import replace
+
+    settings = replace(settings, db_url=f"sqlite:///{tmp_path / 'multi.db'}")
+    store = open_store(settings)
+    summary = sync_catalogue(store.engine, csdl_client(settings), full=True, processes=2, concurrency=2,
+                             client_factory=partial(csdl_client, settings), batch_size=25, retry=FAST_RETRY)
+    assert summary.listed == 60 and summary.new == 60 and summary.quarantined == 0
+    assert _count(store.engine, ProcedureVersion) == 60
+    report = store.audit.verify()
+    assert report.ok and report.checked >= 2 * 63  # every process appended to the one chain
