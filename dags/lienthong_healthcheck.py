@@ -11,7 +11,8 @@ import logging
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, task
+from airflow.sdk import Param, dag, task
+from lienthong_defaults import FAIL_FAST_ON_FATAL, default_args
 
 DOC_MD = """
 ### Liên thông: health check of the national services
@@ -51,20 +52,6 @@ Both messages of every attempt are in the audit trail (`$LIENTHONG_HOME`, or `LI
 
 log = logging.getLogger(__name__)
 
-# Errors the hub classifies as fatal cannot be cured by waiting: fail at once rather than spend
-# the retries. Retryable ones (and anything unexpected) use the backoff below. The class is named
-# by its import path so that this file imports nothing from lienthong; Airflow resolves it to
-# lienthong.hub.errors, a module without dependencies, so parsing stays cheap.
-FAIL_FAST_ON_FATAL = ExceptionRetryPolicy(
-    rules=[
-        RetryRule(
-            exception="lienthong.hub.errors.FatalError",
-            action=RetryAction.FAIL,
-            reason="the hub classifies this error as fatal: retrying the same exchange cannot succeed",
-        ),
-    ],
-)
-
 
 @dag(
     dag_id="lienthong_healthcheck",
@@ -84,14 +71,8 @@ FAIL_FAST_ON_FATAL = ExceptionRetryPolicy(
             description="Services to check; empty means every service that has an endpoint.",
         ),
     },
-    default_args={
-        "owner": "lienthong",
-        "retries": 3,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=10),
-        "execution_timeout": timedelta(minutes=5),
-    },
+    default_args=default_args(retry_delay=timedelta(minutes=1), max_retry_delay=timedelta(minutes=10),
+                              execution_timeout=timedelta(minutes=5)),
 )
 def lienthong_healthcheck():
     @task(retry_policy=FAIL_FAST_ON_FATAL)

@@ -10,7 +10,8 @@ import logging
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, task
+from airflow.sdk import Asset, Param, dag, task
+from lienthong_defaults import FAIL_FAST_ON_FATAL, default_args
 
 #: Published when a sync commits: DAGs that need the catalogue (dossier mapping, reports)
 #: schedule on this asset instead of guessing when the sync is done.
@@ -43,16 +44,6 @@ Every request and reply is in the audit trail (`lienthong audit verify`).
 
 log = logging.getLogger(__name__)
 
-FAIL_FAST_ON_FATAL = ExceptionRetryPolicy(
-    rules=[
-        RetryRule(
-            exception="lienthong.hub.errors.FatalError",
-            action=RetryAction.FAIL,
-            reason="the hub classifies this error as fatal: retrying the same sync cannot succeed",
-        ),
-    ],
-)
-
 
 @dag(
     dag_id="lienthong_tthc_sync",
@@ -70,14 +61,8 @@ FAIL_FAST_ON_FATAL = ExceptionRetryPolicy(
         "since": Param(None, type=["null", "string"],
                        description="ISO date/time overriding the watermark for this run (incremental only)"),
     },
-    default_args={
-        "owner": "lienthong",
-        "retries": 3,
-        "retry_delay": timedelta(minutes=2),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=30),
-        "execution_timeout": timedelta(hours=2),
-    },
+    default_args=default_args(retry_delay=timedelta(minutes=2), max_retry_delay=timedelta(minutes=30),
+                              execution_timeout=timedelta(hours=2)),
 )
 def lienthong_tthc_sync():
     @task(outlets=[CATALOGUE], multiple_outputs=False, retry_policy=FAIL_FAST_ON_FATAL)
