@@ -167,7 +167,7 @@ def _csdl(connector, store) -> dict:
         "_lines": [
             f"{summary.listed} procedures listed: {summary.new} new, {summary.changed} changed, "
             f"{summary.unchanged} unchanged, {summary.quarantined} quarantined; {summary.agencies} agencies, "
-            f"{summary.fields} fields ({summary.seconds:.1f} s; run again: lienthong sync tthc)",
+            f"{summary.fields} fields in {summary.seconds:.1f} s (browse them: lienthong tthc list)",
             f"{record['MATTHC']} {record['TENTTHC']}",
             f"processing time per channel: {channels}",
         ],
