@@ -92,6 +92,12 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     return sandbox_main(args.sandbox_args)
 
 
+def cmd_sandbox_onestop(args: argparse.Namespace) -> int:
+    from ..sandbox.onestop import main as onestop_main
+
+    return onestop_main(args.sandbox_args, prog="lienthong sandbox onestop")
+
+
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     from .healthcheck import all_services, roundtrip
 
@@ -300,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sb_sub.add_parser("serve", help="serve CSDL TTHC, DVC portal and reporting (see --help)",
                               add_help=False)
     serve.set_defaults(func=cmd_sandbox_serve, passthrough=True)  # options parsed by the sandbox itself
+    onestop = sb_sub.add_parser("onestop", help="fill, move and export the synthetic one-stop database (see --help)",
+                                add_help=False)
+    onestop.set_defaults(func=cmd_sandbox_onestop, passthrough=True)
 
     hc = sub.add_parser("healthcheck", help="one signed round trip to each configured national service")
     hc.add_argument("--service", action="append", choices=["csdl_tthc", "dvc_portal", "baocao"])
