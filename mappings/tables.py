@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -42,6 +42,8 @@ ADMINISTRATIVE_LEVEL = "administrative_level"  # CAPTHUCHIEN / CAPDONVI
 ONLINE_LEVEL = "online_level"  # MUCDO
 CHANNEL = "channel"  # KENH
 PROCEDURE_STATUS = "procedure_status"  # TRANGTHAI
+DOSSIER_STATUS = "dossier_status"  # TrangThaiHoSo / TrangThai (portal dossiers and steps)
+SUBJECT_TYPE = "subject_type"  # LoaiDoiTuong (portal dossiers)
 
 Code = int | str
 
@@ -90,10 +92,16 @@ _SPECS: dict[str, _Spec] = {
                         sections={"levels": _levels_section}),
     CHANNEL: _Spec(int, {"label": _text}),
     PROCEDURE_STATUS: _Spec(int, {"label": _text, "published": _boolean}),
+    DOSSIER_STATUS: _Spec(int, {"label": _text, "terminal": _boolean}),
+    SUBJECT_TYPE: _Spec(int, {"label": _text, "confirmed": _boolean}),
 }
 
+#: the tables of the national procedure catalogue (what :func:`load_all` checks by default)
+TABLE_NAMES: tuple[str, ...] = (ADMINISTRATIVE_LEVEL, ONLINE_LEVEL, CHANNEL, PROCEDURE_STATUS)
+#: the tables of the dossier push (source mapping files in ``mappings/sources/`` are checked against them)
+DOSSIER_TABLE_NAMES: tuple[str, ...] = (DOSSIER_STATUS, SUBJECT_TYPE)
 #: every table the hub ships, in a stable order
-TABLE_NAMES: tuple[str, ...] = tuple(_SPECS)
+ALL_TABLE_NAMES: tuple[str, ...] = (*TABLE_NAMES, *DOSSIER_TABLE_NAMES)
 
 _STR_CODE = re.compile(r"[A-Z][A-Z0-9_]*")
 
@@ -197,7 +205,7 @@ def parse_table(name: str, text: str, source: str) -> CodeTable:
     """Validate the YAML ``text`` of table ``name`` completely; ``source`` names the file in errors."""
     spec = _SPECS.get(name)
     if spec is None:
-        raise CodeTableError(f"{source}: no code table is called {name!r} (known: {', '.join(TABLE_NAMES)})",
+        raise CodeTableError(f"{source}: no code table is called {name!r} (known: {', '.join(ALL_TABLE_NAMES)})",
                              source=source)
     try:
         doc = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no Python objects
@@ -265,9 +273,9 @@ def read_table(path: str | Path, name: str | None = None) -> CodeTable:
 
 @cache
 def load_table(name: str) -> CodeTable:
-    """The shipped table ``name`` (see :data:`TABLE_NAMES`), validated on first use and cached."""
+    """The shipped table ``name`` (see :data:`ALL_TABLE_NAMES`), validated on first use and cached."""
     if name not in _SPECS:
-        raise CodeTableError(f"no code table is called {name!r} (known: {', '.join(TABLE_NAMES)})")
+        raise CodeTableError(f"no code table is called {name!r} (known: {', '.join(ALL_TABLE_NAMES)})")
     resource = resources.files("lienthong.mappings").joinpath("tables", f"{name}.yaml")
     try:
         text = resource.read_text(encoding="utf-8")
@@ -276,6 +284,7 @@ def load_table(name: str) -> CodeTable:
     return parse_table(name, text, str(resource))
 
 
-def load_all() -> dict[str, CodeTable]:
-    """Every shipped table, validated: a cheap start-up or health check."""
-    return {name: load_table(name) for name in TABLE_NAMES}
+def load_all(names: Iterable[str] = TABLE_NAMES) -> dict[str, CodeTable]:
+    """The shipped tables ``names`` (the catalogue's by default; :data:`ALL_TABLE_NAMES` for
+    every one), validated: a cheap start-up or health check."""
+    return {name: load_table(name) for name in names}

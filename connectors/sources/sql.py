@@ -1,0 +1,409 @@
+"""Read dossier changes incrementally from the one-stop system's database (any SQLAlchemy URL).
+
+The mapping file names the dossier table (or view) and the step table, their columns and their
+cursor columns. Dossiers are read by keyset pagination on ``(cursor, tiebreak)``, for the shipped
+mapping ``(cap_nhat_luc, so_ho_so)``: a dossier row is updated in place, so its change time moves
+it to the end of the order, and the tiebreak makes rows changed in the same instant come out one
+by one, none skipped or repeated. Steps are append-only and read by their ``id``. Pages are
+bounded (``batch_size`` rows per table), so a backlog of a million rows never sits in memory.
+
+Why the cursor value is kept exactly as the database returned it: on SQLite a ``TIMESTAMP``
+column holds text, on PostgreSQL a timestamp; comparing the column with the very value it gave
+back is exact on both, where a value re-formatted by the hub could differ in a microsecond part
+and skip or repeat rows. :class:`SqlCursor` encodes it to text (times tagged) for the caller to
+store.
+
+Why the order of reads within a batch matters: a step must never reach the portal before its
+dossier. The dossier page is read first; when it is full, the batch holds only dossiers (the
+steps wait for the dossiers to catch up). Otherwise the steps are read, and then the dossier page
+again, so any step in the batch has its dossier row (written before the step) in this batch or
+an earlier one. Dossier items come first in the batch.
+
+Why ``settle_seconds``: keyset reading assumes rows become visible in cursor order. A writer that
+holds a transaction open can commit a row whose change time (or id) is *older* than rows already
+read; the cursor would then be past it and the change lost. With ``settle_seconds: N`` the source
+only reads rows whose change time is at least N seconds old (by the hub's clock, in UTC), which
+covers writers whose transactions last less than N seconds. 0 (the default) reads everything
+committed, right for a single writer or short transactions.
+
+The source only reads: on its own engine, SQLite connections are ``query_only`` and PostgreSQL
+sessions ``default_transaction_read_only``; an engine passed in is used with plain SELECTs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from lienthong.hub.errors import ConfigurationError, FatalError
+from lienthong.mappings.dossier import DOSSIER, STEP, DossierMapping, TableMapping
+from sqlalchemy import DateTime, and_, bindparam, column, event, func, inspect, or_, select, table
+from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
+
+from .base import SourceBatch, SourceItem, SourceUnavailable, map_rows
+
+__all__ = ["CursorInvalid", "SqlCursor", "SqlSource"]
+
+log = logging.getLogger(__name__)
+
+_FRESH = "_lienthong_fresh"  # label of the computed "too recent to read yet" column
+
+
+class CursorInvalid(FatalError):
+    """A stored cursor text cannot be decoded: it was damaged or belongs to another source."""
+
+    code = "SOURCE_CURSOR_INVALID"
+
+
+# --------------------------------------------------------------------------------------------
+# the cursor
+# --------------------------------------------------------------------------------------------
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise TypeError(f"cannot keep a cursor value of type {type(value).__name__}")
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        ((tag, text),) = value.items()
+        return {"$datetime": datetime.fromisoformat, "$date": date.fromisoformat, "$decimal": Decimal}[tag](text)
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise ValueError(f"unexpected cursor value {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SqlCursor:
+    """Where the reading stopped: the (cursor, tiebreak) values of the last dossier and step read."""
+
+    dossiers: tuple[Any, Any] | None = None
+    steps: tuple[Any, Any] | None = None
+
+    def encode(self) -> str:
+        """Text for the caller to store with the batch's events (JSON, times tagged)."""
+        doc = {"v": 1}
+        for name in ("dossiers", "steps"):
+            position = getattr(self, name)
+            doc[name] = None if position is None else [_encode_value(v) for v in position]
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def decode(cls, text: str | None) -> SqlCursor:
+        if text is None or text == "":
+            return cls()
+        try:
+            doc = json.loads(text)
+            if not isinstance(doc, dict) or doc.get("v") != 1:
+                raise ValueError("not a version-1 SQL source cursor")
+            positions = []
+            for name in ("dossiers", "steps"):
+                raw = doc.get(name)
+                if raw is None:
+                    positions.append(None)
+                    continue
+                if not isinstance(raw, list) or len(raw) != 2:
+                    raise ValueError(f"{name} must be a pair")
+                positions.append(tuple(_decode_value(v) for v in raw))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CursorInvalid(f"stored SQL source cursor {text[:200]!r} cannot be read: {exc}") from None
+        return cls(*positions)
+
+
+# --------------------------------------------------------------------------------------------
+# the source
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Page:
+    rows: list[dict[str, Any]]
+    full: bool  # as many rows as asked: there may be more
+    position: tuple[Any, Any] | None  # of the last row, or the position read from
+
+
+class _Reader:
+    """The SELECT of one table, built once."""
+
+    def __init__(self, mapping: TableMapping, file: str, *, settle_column: str | None):
+        if mapping.table is None:
+            raise ConfigurationError(f"{file}: {mapping.kind}s: no table named (needed by a SQL source)")
+        self.mapping = mapping
+        self.names = mapping.columns()
+        self.t = table(mapping.table, *(column(c) for c in self.names), schema=mapping.schema)
+        self.cursor = self.t.c[mapping.cursor]
+        self.tiebreak = self.t.c[mapping.tiebreak] if mapping.tiebreak else None
+        self.settle_column = self.t.c[settle_column] if settle_column else None
+        # rows too recent are filtered out when the order *is* their change time; otherwise the
+        # page is cut before the first one (filtering would let the cursor pass it by)
+        self.cut_at_fresh = settle_column is not None and settle_column != mapping.cursor
+
+    @property
+    def label(self) -> str:
+        return f"{self.mapping.schema}.{self.mapping.table}" if self.mapping.schema else self.mapping.table
+
+    def statement(self, position: tuple[Any, Any] | None, limit: int, horizon: datetime | None):
+        cut_at_fresh = self.cut_at_fresh
+        columns = [self.t.c[c] for c in self.names]
+        if horizon is not None and cut_at_fresh:
+            # computed by the database, so the comparison follows the column's own type
+            columns.append((self.settle_column > bindparam("horizon", horizon, type_=DateTime())).label(_FRESH))
+        stmt = select(*columns).where(self.cursor.is_not(None))
+        if horizon is not None and not cut_at_fresh:
+            stmt = stmt.where(self.settle_column <= bindparam("horizon", horizon, type_=DateTime()))
+        if position is not None:
+            after, tie = position
+            if self.tiebreak is None:
+                stmt = stmt.where(self.cursor > after)
+            else:
+                # (cursor, tiebreak) > (after, tie), written so an index on cursor is used
+                stmt = stmt.where(and_(self.cursor >= after,
+                                       or_(self.cursor > after, self.tiebreak > tie)))
+        order = [self.cursor] if self.tiebreak is None else [self.cursor, self.tiebreak]
+        return stmt.order_by(*order).limit(limit)
+
+    def read(self, conn: Connection, position: tuple[Any, Any] | None, limit: int,
+             horizon: datetime | None) -> _Page:
+        result = conn.execute(self.statement(position, limit, horizon))
+        rows = [dict(r) for r in result.mappings()]
+        full = len(rows) >= limit
+        if horizon is not None and self.cut_at_fresh:
+            for i, row in enumerate(rows):
+                if row.pop(_FRESH):
+                    # a row too recent to be sure older ones are all committed: stop before it
+                    del rows[i:]
+                    full = False
+                    break
+            for row in rows:
+                row.pop(_FRESH, None)
+        if rows:
+            last = rows[-1]
+            position = (last[self.mapping.cursor], last[self.mapping.tiebreak] if self.tiebreak is not None else None)
+        return _Page(rows, full, position)
+
+
+class SqlSource:
+    """Dossier changes read from a SQL database, batch by batch, from a caller-kept cursor.
+
+    ``url`` is any SQLAlchemy URL (``postgresql://`` is read with psycopg 3) or an
+    :class:`~sqlalchemy.engine.Engine` the caller owns. ``batch_size`` and ``settle_seconds``
+    default to the mapping file's. ``clock`` returns the current UTC time (tests).
+    """
+
+    def __init__(self, url: str | URL | Engine, mapping: DossierMapping, *, batch_size: int | None = None,
+                 settle_seconds: float | None = None, clock: Callable[[], datetime] | None = None):
+        if mapping.kind != "sql":
+            raise ConfigurationError(f"{mapping.path}: source.kind is {mapping.kind!r}; SqlSource needs a sql mapping")
+        self.mapping = mapping
+        self.batch_size = batch_size or mapping.batch_size
+        if self.batch_size < 1:
+            raise ConfigurationError("batch_size must be at least 1")
+        self.settle = timedelta(seconds=mapping.settle_seconds if settle_seconds is None else settle_seconds)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        if self.settle and mapping.steps.changed_at is None:
+            raise ConfigurationError(f"{mapping.path}: settle_seconds needs steps.changed_at")
+        self._dossiers = _Reader(mapping.dossiers, mapping.file,
+                                 settle_column=mapping.dossiers.changed_at or mapping.dossiers.cursor)
+        self._steps = _Reader(mapping.steps, mapping.file, settle_column=mapping.steps.changed_at)
+        self._checked = False
+        if isinstance(url, Engine):
+            self.engine, self._owns_engine = url, False
+        else:
+            self.engine, self._owns_engine = _read_only_engine(url), True
+
+    @property
+    def name(self) -> str:
+        return self.mapping.name
+
+    def __repr__(self) -> str:
+        return f"SqlSource({self.mapping.name!r}, {self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> SqlSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- checks --------------------------------------------------------------------------------
+    def check(self) -> dict[str, int]:
+        """Check that both tables and every mapped column exist; count rows the cursor cannot see.
+
+        Raises :class:`ConfigurationError` naming the mapping file, the table and the missing
+        columns. Returns ``{"dossiers_without_cursor": n, "steps_without_cursor": m}``: rows whose
+        cursor column is NULL are never read (logged as a warning when there are any).
+        """
+        counts: dict[str, int] = {}
+        try:
+            with self.engine.connect() as conn:
+                inspector = inspect(conn)
+                for reader, name in ((self._dossiers, "dossiers"), (self._steps, "steps")):
+                    mapping = reader.mapping
+                    try:
+                        present = {c["name"] for c in inspector.get_columns(mapping.table, schema=mapping.schema)}
+                    except NoSuchTableError:
+                        present = set()
+                    if not present:
+                        raise ConfigurationError(
+                            f"{self.mapping.file}: {name}.table: {reader.label} does not exist in "
+                            f"{self.engine.url.render_as_string(hide_password=True)}")
+                    missing = [c for c in reader.names if c not in present]
+                    if missing:
+                        raise ConfigurationError(
+                            f"{self.mapping.file}: {name}: table {reader.label} has no column "
+                            f"{', '.join(missing)} (it has: {', '.join(sorted(present))})")
+                    blind = conn.execute(select(func.count()).select_from(reader.t)
+                                         .where(reader.cursor.is_(None))).scalar_one()
+                    counts[f"{name}_without_cursor"] = blind
+                    if blind:
+                        log.warning("%s: %d row(s) of %s have no %s and will never be read",
+                                    self.mapping.file, blind, reader.label, mapping.cursor)
+        except DBAPIError as exc:
+            raise _classify(exc, self) from exc
+        self._checked = True
+        return counts
+
+    # -- reading -------------------------------------------------------------------------------
+    def changes(self, cursor: str | None = None) -> Iterator[SourceBatch]:
+        """Batches of changes after ``cursor`` until caught up (see the module docstring).
+
+        Each batch's ``cursor`` is the text to commit with its events. The generator reads on
+        from its own position; a caller that cannot commit a batch must stop and start again from
+        its last committed cursor.
+        """
+        if not self._checked:
+            self.check()
+        position = SqlCursor.decode(cursor)
+        limit = self.batch_size
+        while True:
+            horizon = self._horizon()
+            try:
+                with self.engine.connect() as conn:
+                    _read_only_transaction(conn)
+                    dossiers = self._dossiers.read(conn, position.dossiers, limit, horizon)
+                    steps = None
+                    if not dossiers.full:
+                        steps = self._steps.read(conn, position.steps, limit, horizon)
+                        if steps.rows:
+                            # read again: a step's dossier row is written before the step, so
+                            # after this read every step above has its dossier in the batch
+                            # or in an earlier one
+                            dossiers = self._dossiers.read(conn, position.dossiers, limit, horizon)
+                            if dossiers.full:
+                                steps = None
+                    conn.rollback()
+            except DBAPIError as exc:
+                raise _classify(exc, self) from exc
+            rows_steps = steps.rows if steps is not None else []
+            if not dossiers.rows and not rows_steps:
+                return
+            position = SqlCursor(dossiers.position if dossiers.rows else position.dossiers,
+                                 steps.position if steps is not None and steps.rows else position.steps)
+            items: list[SourceItem] = map_rows(self.mapping, DOSSIER, dossiers.rows)
+            items += map_rows(self.mapping, STEP, rows_steps)
+            yield SourceBatch(source=self.name, cursor=position.encode(), items=tuple(items),
+                              origin=f"{self._dossiers.label}+{self._steps.label}")
+            if not dossiers.full and (steps is None or not steps.full):
+                return
+
+    def ack(self, batch: SourceBatch) -> None:
+        """Nothing to do: the caller's committed cursor is the only state."""
+
+    def _horizon(self) -> datetime | None:
+        if not self.settle:
+            return None
+        now = self.clock()
+        if now.tzinfo is not None:
+            now = now.astimezone(UTC).replace(tzinfo=None)  # the columns hold naive UTC
+        return now - self.settle
+
+
+def _source_url(url: str | URL) -> URL:
+    """Any SQLAlchemy URL (the one-stop system may run on another database than the hub); a bare
+    ``postgresql://`` means psycopg 3, the PostgreSQL driver the hub ships with."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError as exc:
+        shown = str(url).split("://", 1)[0] + "://…"
+        raise ConfigurationError(f"invalid one-stop database URL {shown!r}: {exc}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or url.query.get("mode") == "memory":
+        return None
+    if database.startswith("file:"):
+        database = database[5:].split("?", 1)[0]
+        return Path(database) if database and database != ":memory:" else None
+    return Path(database)
+
+
+def _read_only_engine(url: str | URL) -> Engine:
+    parsed = _source_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        file = _sqlite_file(parsed)
+        if file is not None and not file.expanduser().exists():
+            # SQLite would create an empty database and the source would read "nothing new" forever
+            raise ConfigurationError(f"one-stop database {file} does not exist")
+        engine = create_engine(parsed)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_read_only(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA query_only = ON")
+                cursor.execute("PRAGMA busy_timeout = 30000")  # the one-stop system writes meanwhile
+            finally:
+                cursor.close()
+
+        return engine
+    engine = create_engine(parsed, pool_pre_ping=True)
+    if parsed.get_backend_name() == "postgresql":
+        @event.listens_for(engine, "connect")
+        def _pg_read_only(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SET default_transaction_read_only = on")
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
+
+    return engine
+
+
+def _read_only_transaction(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+_MISSING_OBJECT = ("no such table", "no such column", "does not exist", "undefinedtable", "undefinedcolumn")
+
+
+def _classify(exc: SQLAlchemyError, source: SqlSource) -> Exception:
+    """A database error as the hub's error tree: a missing table or column is configuration
+    (fatal); anything else while reading (connection refused or lost, lock timeout) is retryable."""
+    text = str(exc).lower()
+    where = source.engine.url.render_as_string(hide_password=True)
+    if any(marker in text for marker in _MISSING_OBJECT):
+        return ConfigurationError(f"{source.mapping.file}: the database {where} does not match the mapping: "
+                                  f"{str(exc.orig if isinstance(exc, DBAPIError) else exc).strip()}")
+    return SourceUnavailable(f"cannot read one-stop database {where}: "
+                             f"{str(exc.orig if isinstance(exc, DBAPIError) else exc).strip()}")
+
