@@ -277,3 +277,128 @@ class QuarantinedRecord(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_quarantine_source_record_key", "source", "record_key"),)
+
+
+# --- outbox, dead letters, circuit breaker (dossier status push to the national portal) ------------
+#: Outbox event states. ``pending``, ``claimed`` and ``dead`` events *block* their partition: a
+#: later event of the same dossier is never claimed while an earlier one is in one of them, which is
+#: what keeps a later status from being overtaken by an earlier one. ``delivered`` and
+#: ``discarded`` (an operator gave up on a dead letter, with a reason) are final and unblock it.
+OUTBOX_STATES = ("pending", "claimed", "delivered", "dead", "discarded")
+OUTBOX_BLOCKING_STATES = ("pending", "claimed", "dead")
+OUTBOX_KINDS = ("dossier", "step")
+BREAKER_STATES = ("closed", "open", "half_open")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class OutboxEvent(Base):
+    """One change of one dossier waiting for (or done with) delivery to the national portal.
+
+    ``id`` is the global order: the intake inserts changes in the order they happened, so within a
+    partition (``partition_key`` = MaHoSo) ascending ids are the order the portal must see them in.
+    ``idempotency_key`` is the change's source key (``hoso:<so_ho_so>:<phien_ban>``,
+    ``buoc:<id>``): the same change read twice is one event. ``payload`` is the canonical dict of
+    the intake contract (portal field names) as JSON. ``source_changed_at`` is when the change
+    happened in the one-stop system, so ``delivered_at - source_changed_at`` is the freshness the
+    ministry is judged on. A claimed event belongs to ``claimed_by`` until ``lease_expires_at``;
+    after that any worker may take it over (the owner crashed or hung).
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    partition_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)
+    source_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: DocumentId of the message that delivered the event (find it in the audit ledger)
+    document_id: Mapped[str | None] = mapped_column(String(128))
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        CheckConstraint(_in("state", OUTBOX_STATES), name="state"),
+        CheckConstraint(_in("kind", OUTBOX_KINDS), name="kind"),
+        CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+        # claiming: ready events in global order (state, id), readiness checked from the index
+        Index("ix_outbox_state_id_next_attempt_at", "state", "id", "next_attempt_at"),
+        # "is there an earlier undelivered event of this dossier?" and a partition's next events
+        Index("ix_outbox_partition_key_id_state", "partition_key", "id", "state"),
+        # freshness over the recently delivered
+        Index("ix_outbox_delivered_at", "delivered_at"),
+        # SQLite: never reuse an id, even of a pruned newest row (ids are the delivery order)
+        {"sqlite_autoincrement": True},
+    )
+
+    def __repr__(self) -> str:
+        return (f"OutboxEvent(id={self.id}, {self.kind} {self.partition_key}, key={self.idempotency_key!r}, "
+                f"state={self.state!r}, attempts={self.attempts})")
+
+
+class DeadLetter(Base):
+    """Why an outbox event could not be delivered, with the evidence to decide what to do.
+
+    ``request_bytes`` are the exact signed SOAP bytes that went out (null when the event never
+    left: refused locally, unmapped code, lookup failed), ``response_bytes`` the partner's answer
+    (null when none came). A dead letter is closed either by a replay (the event goes back to
+    pending, in its place) or by a discard (the event is given up, with the reason and who decided).
+    An event may collect several over its life (dead, replayed, dead again); at most one is open.
+    """
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(BigIntKey, ForeignKey("outbox.id"), nullable=False)
+    reason_code: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    #: DocumentId of the message the evidence belongs to (the audit ledger has it too)
+    document_id: Mapped[str | None] = mapped_column(String(128))
+    request_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    response_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    discarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    discard_reason: Mapped[str | None] = mapped_column(Text)
+    discarded_by: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        Index("ix_dead_letters_event_id", "event_id"),
+        Index("ix_dead_letters_created_at", "created_at"),
+    )
+
+
+class BreakerState(Base):
+    """The circuit breaker of one partner, shared by every worker (see ``lienthong.hub.breaker``).
+
+    ``failures`` counts consecutive retryable failures; ``trips`` consecutive openings without a
+    success in between (the cool-down grows with it); ``next_probe_at`` is when an open breaker
+    lets one probe through, and, while half-open, when an unanswered probe is given up.
+    """
+
+    __tablename__ = "breaker_state"
+
+    partner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False)
+    trips: Mapped[int] = mapped_column(Integer, nullable=False)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    __table_args__ = (
+        CheckConstraint(_in("state", BREAKER_STATES), name="state"),
+        CheckConstraint("failures >= 0", name="failures_nonnegative"),
+        CheckConstraint("trips >= 0", name="trips_nonnegative"),
+    )
