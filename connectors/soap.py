@@ -215,6 +215,9 @@ class SoapConnector:
             outcome = "ok"
         except HubError as exc:
             error = error or str(exc)
+            # The evidence travels with the error: dead letters keep the signed request and the
+            # partner's answer without a trip to the audit ledger.
+            exc.document_id, exc.request_bytes, exc.response_bytes = doc_id, request_bytes, raw or None
             raise
         finally:
             latency_ms = (time.perf_counter() - started) * 1000.0

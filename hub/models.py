@@ -402,3 +402,13 @@ class BreakerState(Base):
         CheckConstraint("failures >= 0", name="failures_nonnegative"),
         CheckConstraint("trips >= 0", name="trips_nonnegative"),
     )
+
+
+class IntakeCursor(Base):
+    """Where the intake stands in one source (its opaque cursor text), moved with the outbox events."""
+
+    __tablename__ = "intake_cursors"
+
+    source: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cursor: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -225,3 +225,14 @@ def test_proxy_and_ca_bundle_from_the_environment_are_still_honoured(settings, a
     assert session.proxies.get("http") == "http://proxy.internal:3128"
     assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
     assert session.trust_env is False
+
+
+def test_a_failed_exchange_carries_its_evidence(conn_home, make_sandbox, audit):
+    sandbox = make_sandbox(fatal_rate=1.0)
+    connector = SoapConnector(settings_for(conn_home, sandbox.base_url), "dvc_portal", audit=audit)
+    with pytest.raises(errors.PartnerFault) as info:
+        connector.call("TraCuuHoSo", element(DVC_PORTAL.namespace, "TraCuuHoSo",
+                                             {"MaHoSo": "000.00.00.G10-20260609-0000001"}))
+    exc = info.value
+    assert exc.request_bytes == sandbox.store.received()[-1].raw  # the signed bytes that were sent
+    assert b"BUSINESS_REJECTED" in exc.response_bytes and exc.document_id
