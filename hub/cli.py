@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -249,6 +250,178 @@ def cmd_tthc_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- dossier intake, status push, operations -----------------------------------------------------
+def _dossier_mapping(name_or_path: str, engine):
+    """The source mapping, checking procedure codes against the local catalogue when there is one."""
+    from pathlib import Path as _Path
+
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from ..mappings.dossier import DossierMapping
+    from .models import Procedure
+
+    with Session(engine) as session:
+        known = set(session.scalars(select(Procedure.code).where(Procedure.removed_at.is_(None))))
+        has_catalogue = session.scalar(select(func.count()).select_from(Procedure)) > 0
+    check = (lambda code: code in known) if has_catalogue else None
+    if _Path(name_or_path).suffix in (".yaml", ".yml"):
+        return DossierMapping.load(name_or_path, known_procedures=check)
+    return DossierMapping.shipped(name_or_path, known_procedures=check)
+
+
+def cmd_intake(args: argparse.Namespace) -> int:
+    from ..connectors.sources.filedrop import FileDropSource
+    from ..connectors.sources.sql import SqlSource
+    from .errors import ConfigurationError
+    from .intake import intake_once
+    from .store import open_store
+
+    store = open_store(_settings())
+    mapping = _dossier_mapping(args.mapping, store.engine)
+    if bool(args.sql) == bool(args.inbox):
+        raise ConfigurationError("give exactly one source: --sql URL (one-stop database) or --inbox DIR (export files)")
+    source = SqlSource(args.sql, mapping) if args.sql else FileDropSource(Path(args.inbox), mapping)
+    summary = intake_once(store.engine, source)
+    if args.json:
+        console.print_json(json.dumps(summary.as_dict(), ensure_ascii=False))
+    else:
+        console.print(f"[green]intake[/] from {escape(summary.source)}: read {summary.read}, enqueued "
+                      f"{summary.enqueued}, already known {summary.duplicates}, dead letters {summary.dead_lettered}")
+        for outcome, count in sorted(summary.outcomes.items()):
+            console.print(f"  {outcome:32} {count}")
+    return 0
+
+
+def cmd_push_status(args: argparse.Namespace) -> int:
+    import socket
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..connectors.dvc_portal import DvcPortalClient
+    from ..connectors.soap import SoapConnector
+    from .delivery import deliver_once
+    from .outbox import stats
+    from .store import open_store
+
+    settings = _settings()
+    store = open_store(settings)
+    portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=store.audit))
+    worker = args.worker or f"{socket.gethostname()}:{os.getpid()}"
+    totals: dict[str, int] = {}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True, disable=args.json) as bar:
+        task = bar.add_task("delivering", total=None)
+        passes = 0
+        while True:
+            summary = deliver_once(store.engine, portal, worker_id=worker, batch_size=args.batch_size)
+            passes += 1
+            for key in ("claimed", "delivered", "retried", "dead", "messages", "lookups"):
+                totals[key] = totals.get(key, 0) + getattr(summary, key)
+            bar.update(task, description=f"delivered {totals['delivered']}, retried {totals['retried']}, "
+                                         f"dead {totals['dead']}")
+            if args.once or summary.claimed == 0 or summary.stopped:
+                break
+    after = stats(store.engine).as_dict()
+    if args.json:
+        console.print_json(json.dumps({"passes": passes, **totals, "breaker": summary.breaker,
+                                       "stopped": summary.stopped, "outbox": after}))
+        return 0
+    console.print(f"[green]push[/]: {totals['delivered']} delivered in {totals['messages']} messages "
+                  f"({totals['lookups']} lookups), {totals['retried']} to retry, {totals['dead']} dead letters; "
+                  f"breaker {summary.breaker}" + (f"; stopped: {escape(summary.stopped)}" if summary.stopped else ""))
+    console.print(f"outbox now: {after['depth']}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from .catalogue import sync_state
+    from .models import BreakerState
+    from .outbox import stats
+    from .store import open_store
+
+    store = open_store(_settings())
+    outbox = stats(store.engine).as_dict()
+    with Session(store.engine) as session:
+        breakers = {b.partner: b.state for b in session.scalars(select(BreakerState))}
+    catalogue = sync_state(store.engine)
+    head_seq, _ = store.audit.head()
+    data = {"outbox": outbox, "breakers": breakers, "audit_entries": head_seq,
+            "catalogue": {"watermark": catalogue.watermark.isoformat() if catalogue and catalogue.watermark else None,
+                          "last_run_at": catalogue.last_run_at.isoformat()
+                          if catalogue and catalogue.last_run_at else None}}
+    if args.json:
+        console.print_json(json.dumps(data))
+        return 0
+
+    def secs(v):
+        return "-" if v is None else f"{v:.1f} s"
+
+    table = Table(title="Liên thông Hub status", show_header=False)
+    for state, count in outbox["depth"].items():
+        table.add_row(f"outbox {state}", str(count))
+    table.add_row("oldest pending", secs(outbox["oldest_pending_age"]))
+    table.add_row("dead letters (open)", str(outbox["dead_letters"]))
+    table.add_row("freshness p50 / p95", f"{secs(outbox['freshness_p50'])} / {secs(outbox['freshness_p95'])} "
+                                         f"({outbox['freshness_samples']} deliveries)")
+    for partner, state in sorted(breakers.items()) or [("dvc_portal", "closed")]:
+        table.add_row(f"breaker {partner}", state)
+    table.add_row("catalogue watermark", data["catalogue"]["watermark"] or "-")
+    table.add_row("audit entries", str(head_seq))
+    console.print(table)
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from . import outbox
+    from .errors import ConfigurationError
+    from .store import open_store
+
+    store = open_store(_settings())
+    if args.dlq_command == "list":
+        letters = outbox.dead_letters(store.engine, open_only=not args.all, partition_key=args.dossier,
+                                      limit=args.limit)
+        if args.json:
+            console.print_json(json.dumps([{**vars(d), "created_at": d.created_at.isoformat(),
+                                            "replayed_at": d.replayed_at and d.replayed_at.isoformat(),
+                                            "discarded_at": d.discarded_at and d.discarded_at.isoformat()}
+                                           for d in letters], ensure_ascii=False, default=str))
+            return 0
+        table = Table(title=f"{len(letters)} dead letter(s)")
+        for col in ("id", "dossier", "kind", "code", "reason", "when"):
+            table.add_column(col, overflow="fold" if col == "reason" else None)
+        for d in letters:
+            table.add_row(str(d.id), d.partition_key, d.kind, d.reason_code, escape(d.reason[:200]),
+                          d.created_at.strftime("%Y-%m-%d %H:%M"))
+        console.print(table)
+        return 0
+    if args.dlq_command == "show":
+        letters = {d.id: d for d in outbox.dead_letters(store.engine, open_only=False, limit=100000)}
+        letter = letters.get(args.id)
+        if letter is None:
+            raise ConfigurationError(f"no dead letter {args.id}")
+        console.print_json(json.dumps({**vars(letter), "created_at": letter.created_at.isoformat()},
+                                      ensure_ascii=False, default=str))
+        return 0
+    if args.dlq_command == "replay":
+        replayed = outbox.replay(store.engine, args.ids)
+        console.print(f"replayed {len(replayed)} dead letter(s): "
+                      "they are delivered in their dossier's order by the next push")
+        return 0
+    if not args.reason or not args.reason.strip():
+        raise ConfigurationError("discarding a dead letter needs --reason: it is recorded in the audit trail")
+    outbox.discard(store.engine, args.id, args.reason, actor=os.environ.get("USER"),
+                   on_discarded=outbox.audit_discard(store.audit))
+    console.print(f"discarded dead letter {args.id}; the reason is recorded in the audit trail")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -343,6 +516,48 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--diff", nargs=2, type=int, metavar=("A", "B"), help="readable diff from version A to B")
     ts.add_argument("--json", action="store_true")
     ts.set_defaults(func=cmd_tthc_show)
+
+    it = sub.add_parser("intake", help="read dossier changes from the one-stop system into the outbox")
+    it.add_argument("--sql", metavar="URL", help="the one-stop database (SQLAlchemy URL)")
+    it.add_argument("--inbox", metavar="DIR", help="a folder of export files (JSON, CSV, XML)")
+    it.add_argument("--mapping", default="onestop_sandbox",
+                    help="source mapping: a shipped name or a YAML file (default onestop_sandbox)")
+    it.add_argument("--json", action="store_true")
+    it.set_defaults(func=cmd_intake)
+
+    push = sub.add_parser("push", help="deliver to a national service")
+    push_sub = push.add_subparsers(dest="push_command", metavar="WHAT")
+    push_sub.required = True
+    ps = push_sub.add_parser("status", help="deliver pending dossier statuses and steps to the portal")
+    ps.add_argument("--batch-size", type=int, default=50, help="dossiers per DongBoHoSoMC message (default 50)")
+    ps.add_argument("--worker", help="worker id (default host:pid)")
+    ps.add_argument("--once", action="store_true", help="one claim only (default: until nothing is claimable)")
+    ps.add_argument("--json", action="store_true")
+    ps.set_defaults(func=cmd_push_status)
+
+    status = sub.add_parser("status", help="outbox depth, dead letters, breaker, freshness, catalogue, audit")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    dlq = sub.add_parser("dlq", help="dead letters: list, show, replay, discard")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION")
+    dlq_sub.required = True
+    dl = dlq_sub.add_parser("list")
+    dl.add_argument("--all", action="store_true", help="include replayed and discarded ones")
+    dl.add_argument("--dossier", help="only this MaHoSo")
+    dl.add_argument("--limit", type=int, default=100)
+    dl.add_argument("--json", action="store_true")
+    dl.set_defaults(func=cmd_dlq)
+    dshow = dlq_sub.add_parser("show")
+    dshow.add_argument("id", type=int)
+    dshow.set_defaults(func=cmd_dlq)
+    dr = dlq_sub.add_parser("replay", help="back to pending, in their dossier's order (after a mapping fix)")
+    dr.add_argument("ids", type=int, nargs="+")
+    dr.set_defaults(func=cmd_dlq)
+    dd = dlq_sub.add_parser("discard", help="give up on one, with a reason recorded in the audit trail")
+    dd.add_argument("id", type=int)
+    dd.add_argument("--reason", required=True)
+    dd.set_defaults(func=cmd_dlq)
 
     demo = sub.add_parser("demo", help="keys, sandbox, one signed exchange per service, audit check")
     demo.add_argument("--procedures", type=int, default=300, help="size of the sandbox catalogue")

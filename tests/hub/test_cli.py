@@ -125,3 +125,37 @@ def test_catalogue_sync_list_and_show_through_the_cli(tmp_home, monkeypatch, cap
         assert "not an ISO date" in capsys.readouterr().err
     finally:
         server.close()
+
+
+def test_intake_push_status_and_dead_letters_through_the_cli(tmp_home, monkeypatch, capsys, tmp_path):
+    from lienthong.sandbox.onestop import OneStopSimulator
+    from lienthong.sandbox.server import MEMORY, SandboxConfig, SandboxServer
+    from lienthong.signing import init_dev_pki
+
+    monkeypatch.setenv("LIENTHONG_KEY_PASSWORD", "mật khẩu CLI")
+    init_dev_pki(tmp_home / "pki", "000.00.00.G10", "000.00.00.G22", "mật khẩu CLI")
+    sim = OneStopSimulator(f"sqlite:///{tmp_path / 'onestop.db'}", seed=9)
+    sim.populate(25)
+    bad = sim.inject("unknown_status", 1)[0]
+    server = SandboxServer(SandboxConfig(port=0, store_path=MEMORY, pki_dir=tmp_home / "pki",
+                                         key_password="mật khẩu CLI", procedures=300))
+    server.start()
+    try:
+        monkeypatch.setenv("LIENTHONG_DVC_URL", server.base_url + "/dvc")
+        assert main(["intake", "--sql", f"sqlite:///{tmp_path / 'onestop.db'}", "--json"]) == 0
+        intake = json.loads(capsys.readouterr().out)
+        assert intake["enqueued"] > 25 and intake["dead_lettered"] >= 1
+        assert main(["push", "status", "--batch-size", "10", "--json"]) == 0
+        pushed = json.loads(capsys.readouterr().out)
+        assert pushed["delivered"] > 0 and pushed["outbox"]["depth"]["pending"] == 0
+        assert main(["status", "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert status["outbox"]["dead_letters"] >= 1 and status["audit_entries"] > 0
+        assert main(["dlq", "list", "--dossier", bad, "--json"]) == 0
+        letters = json.loads(capsys.readouterr().out)
+        assert letters and letters[0]["reason_code"] == "MAPPING_UNKNOWN_CODE"
+        assert main(["dlq", "discard", str(letters[0]["id"]), "--reason", "   "]) == 1
+        assert main(["dlq", "discard", str(letters[0]["id"]), "--reason", "mã trạng thái cũ, đã xử lý tay"]) == 0
+        assert main(["audit", "verify"]) == 0
+    finally:
+        server.close()
