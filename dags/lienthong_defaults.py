@@ -34,3 +34,18 @@ def default_args(*, retry_delay: timedelta, max_retry_delay: timedelta, executio
         "max_retry_delay": max_retry_delay,
         "execution_timeout": execution_timeout,
     }
+
+
+def on_failure(context) -> None:
+    """Say what failed and where to look, in the task log and the DAG run's failure record."""
+    import logging
+
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", "?")
+    task_id = getattr(ti, "task_id", "?")
+    error = context.get("exception")
+    logging.getLogger("lienthong").error(
+        "%s.%s failed: %s. Look at: the task log (the error line names a code); `lienthong status` "
+        "(outbox depth, oldest pending, dead letters, breaker); `lienthong dlq list` (what was set aside "
+        "and why); `lienthong audit verify` and the audit trail for the exact messages exchanged.",
+        dag_id, task_id, f"[{getattr(error, 'code', type(error).__name__)}] {error}" if error else "unknown error")

@@ -251,34 +251,15 @@ def cmd_tthc_show(args: argparse.Namespace) -> int:
 
 
 # --- dossier intake, status push, operations -----------------------------------------------------
-def _dossier_mapping(name_or_path: str, engine):
-    """The source mapping, checking procedure codes against the local catalogue when there is one."""
-    from pathlib import Path as _Path
-
-    from sqlalchemy import func, select
-    from sqlalchemy.orm import Session
-
-    from ..mappings.dossier import DossierMapping
-    from .models import Procedure
-
-    with Session(engine) as session:
-        known = set(session.scalars(select(Procedure.code).where(Procedure.removed_at.is_(None))))
-        has_catalogue = session.scalar(select(func.count()).select_from(Procedure)) > 0
-    check = (lambda code: code in known) if has_catalogue else None
-    if _Path(name_or_path).suffix in (".yaml", ".yml"):
-        return DossierMapping.load(name_or_path, known_procedures=check)
-    return DossierMapping.shipped(name_or_path, known_procedures=check)
-
-
 def cmd_intake(args: argparse.Namespace) -> int:
     from ..connectors.sources.filedrop import FileDropSource
     from ..connectors.sources.sql import SqlSource
     from .errors import ConfigurationError
-    from .intake import intake_once
+    from .intake import intake_once, load_source_mapping
     from .store import open_store
 
     store = open_store(_settings())
-    mapping = _dossier_mapping(args.mapping, store.engine)
+    mapping = load_source_mapping(args.mapping, store.engine)
     if bool(args.sql) == bool(args.inbox):
         raise ConfigurationError("give exactly one source: --sql URL (one-stop database) or --inbox DIR (export files)")
     source = SqlSource(args.sql, mapping) if args.sql else FileDropSource(Path(args.inbox), mapping)

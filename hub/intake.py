@@ -39,6 +39,25 @@ class IntakeSummary:
                 "outcomes": dict(self.outcomes), "cursor": self.cursor}
 
 
+def load_source_mapping(name_or_path: str, engine: Engine):
+    """A source mapping (shipped name or YAML path) that checks procedure codes against the local
+    catalogue when the catalogue has been synced (an unknown MaTTHC then becomes a dead letter)."""
+    from pathlib import Path
+
+    from sqlalchemy import func
+
+    from ..mappings.dossier import DossierMapping
+    from .models import Procedure
+
+    with Session(engine) as session:
+        has_catalogue = session.scalar(select(func.count()).select_from(Procedure)) > 0
+        known = set(session.scalars(select(Procedure.code).where(Procedure.removed_at.is_(None))))
+    check = (lambda code: code in known) if has_catalogue else None
+    if Path(name_or_path).suffix in (".yaml", ".yml"):
+        return DossierMapping.load(name_or_path, known_procedures=check)
+    return DossierMapping.shipped(name_or_path, known_procedures=check)
+
+
 def stored_cursor(engine: Engine, source_name: str) -> str | None:
     with Session(engine) as session:
         return session.scalar(select(IntakeCursor.cursor).where(IntakeCursor.source == source_name))

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from airflow_cluster import AIRFLOW_CFG, DAGS_FOLDER, TEST_AIRFLOW_HOME
 
-EXPECTED_DAG_IDS = {"lienthong_healthcheck", "lienthong_tthc_sync"}
+EXPECTED_DAG_IDS = {"lienthong_healthcheck", "lienthong_tthc_sync", "lienthong_dossier_intake",
+                    "lienthong_status_push"}
 #: helper modules the DAG files share, kept out of the DagBag by dags/.airflowignore
 IGNORED = set((DAGS_FOLDER / ".airflowignore").read_text().split())
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if p.name not in IGNORED)
@@ -127,6 +128,36 @@ def test_catalogue_sync_dag_settings(dagbag):
     assert [o.uri for o in sync.outlets] == ["lienthong://catalogue/tthc"]
     assert sync.retries == 3 and sync.retry_exponential_backoff == 2.0
     assert sync.retry_policy is not None
+
+
+def test_dossier_dags_settings(dagbag):
+    intake = dagbag.dags["lienthong_dossier_intake"]
+    push = dagbag.dags["lienthong_status_push"]
+    for dag in (intake, push):
+        assert dag.max_active_runs == 1 and dag.catchup is False
+        assert dag.on_failure_callback is not None
+        for task in dag.tasks:
+            assert task.retries == 3 and task.retry_exponential_backoff == 2.0
+    assert [o.uri for o in intake.task_dict["intake"].outlets] == ["lienthong://outbox/dossiers"]
+    deliver = push.task_dict["deliver"]
+    assert deliver.upstream_task_ids == {"worker_slots"}  # mapped over worker slots
+    assert set(push.params.keys()) == {"workers", "batch_size"}
+
+
+def test_failure_callback_says_what_failed_and_where_to_look(caplog):
+    import sys
+
+    sys.path.append(str(DAGS_FOLDER))
+    from lienthong.hub.errors import ServiceUnavailable
+    from lienthong_defaults import on_failure
+
+    class TI:
+        dag_id, task_id = "lienthong_status_push", "deliver"
+
+    on_failure({"ti": TI(), "exception": ServiceUnavailable("portal down", status=503)})
+    text = caplog.text
+    assert "lienthong_status_push.deliver failed" in text and "SERVICE_UNAVAILABLE" in text
+    assert "lienthong status" in text and "dlq list" in text
 
 
 # --- airflow.cfg ----------------------------------------------------------------------------------
