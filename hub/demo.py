@@ -107,6 +107,8 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
             ("CSDL TTHC: sync the procedure catalogue into the store", lambda: _csdl(connector, store)),
             ("Cổng DVC: look up, sync a dossier, a processing step, upload a digital result",
              lambda: _dvc(connector, settings, now, context)),
+            ("One-stop system → outbox → Cổng DVC: intake and push of dossier statuses",
+             lambda: _push(connector, settings, store)),
             ("Báo cáo: send a monthly report, ask its status", lambda: _baocao(connector, settings, now, context)),
         ]
         for title, step in steps:
@@ -199,6 +201,41 @@ def _dvc(connector, settings: Settings, now: datetime, context: dict) -> dict:
         f"processing step accepted: {progress[0].accepted}; portal now reports status {after['TrangThaiHoSo']}",
         f"digital result {uploaded.size:,} bytes in {-(-uploaded.size // (64 * 1024))} chunks, SHA-256 "
         f"{uploaded.sha256[:16]}…, stored as {uploaded.url}",
+    ]}
+
+
+def _push(connector, settings: Settings, store) -> dict:
+    """The main job: dossiers change in the one-stop system, the hub takes them in and delivers them."""
+    from ..connectors.sources.sql import SqlSource
+    from ..sandbox.onestop import OneStopSimulator
+    from .delivery import deliver_once
+    from .intake import intake_once, load_source_mapping
+    from .outbox import stats
+
+    url = f"sqlite:///{settings.home / 'sandbox' / 'onestop.db'}"
+    simulator = OneStopSimulator(url, seed=1)
+    if simulator.total_dossiers == 0:
+        simulator.populate(150)
+    else:
+        simulator.advance(200)  # a second demo run: the dossiers move on
+    simulator.close()
+    with SqlSource(url, load_source_mapping("onestop_sandbox", store.engine)) as source:
+        taken = intake_once(store.engine, source)
+    portal = DvcPortalClient(connector("dvc_portal"))
+    delivered = messages = dead = 0
+    while True:
+        summary = deliver_once(store.engine, portal, worker_id="demo", batch_size=50)
+        delivered, messages, dead = delivered + summary.delivered, messages + summary.messages, dead + summary.dead
+        if summary.claimed == 0 or summary.stopped:
+            break
+    # (freshness is not shown: the simulated one-stop system's clock is not the real one)
+    outbox = stats(store.engine)
+    return {"_lines": [
+        f"intake: {taken.read} changes read from the one-stop database, {taken.enqueued} new outbox events, "
+        f"{taken.dead_lettered} dead letters",
+        f"push: {delivered} events delivered in {messages} signed messages, {dead} dead letters; "
+        f"outbox pending {outbox.depth.get('pending', 0)}",
+        "see: lienthong status, lienthong dlq list",
     ]}
 
 
