@@ -34,30 +34,22 @@ recreated for every batch size. Not a test.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import platform
-import queue
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchkit import SandboxProcess, load_average, machine_info
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import Engine, select, text
 
 HUB_AGENCY = "000.00.00.G10"
 NATIONAL_AGENCY = "000.00.00.G22"
-SANDBOX_START_TIMEOUT_S = 120.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_RATE = 5_000.0
 BACKLOG = 200_000
 BACKLOG_SECONDS = 60.0
@@ -68,86 +60,8 @@ SEED = 11
 # machine
 # ------------------------------------------------------------------------------------------------
 def machine_lines() -> list[str]:
-    cpu = platform.processor() or "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
-    versions = []
-    for dist in ("lxml", "signxml", "cryptography", "SQLAlchemy", "requests"):
-        try:
-            versions.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{dist} ?")
-    return [
-        f"platform   {platform.platform()}",
-        f"cpu        {cpu}, {os.cpu_count()} logical cores, {usable} usable",
-        f"python     {platform.python_implementation()} {platform.python_version()}",
-        f"libraries  {', '.join(versions)}",
-        f"load avg   {load_average()}",
-    ]
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """user + system CPU time of another process (Linux ``/proc/<pid>/stat``), 0 if unreadable."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-# ------------------------------------------------------------------------------------------------
-# the sandbox process
-# ------------------------------------------------------------------------------------------------
-class SandboxProcess:
-    """``python -m lienthong.sandbox --port 0 --store :memory:`` with this run's PKI.
-
-    Its stderr goes to a file, not a pipe nobody reads, so a chatty sandbox cannot block."""
-
-    def __init__(self, home: Path, password: str, procedures: int):
-        env = dict(os.environ, LIENTHONG_HOME=str(home), LIENTHONG_KEY_PASSWORD=password)
-        cmd = [sys.executable, "-m", "lienthong.sandbox", "--port", "0", "--store", ":memory:",
-               "--procedures", str(procedures), "--pki-dir", str(home / "pki")]
-        self.log = home / "sandbox.log"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()
-        try:
-            first = lines.get(timeout=SANDBOX_START_TIMEOUT_S).strip()
-        except queue.Empty:
-            self.stop()
-            raise RuntimeError(f"the sandbox did not print its URL within {SANDBOX_START_TIMEOUT_S:.0f} s") from None
-        if not first.startswith("http"):
-            self.stop()
-            raise RuntimeError(f"the sandbox did not start: {first!r} {self.log.read_text(errors='replace').strip()}")
-        self.base_url = first.rstrip("/")
-
-    def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    info = machine_info()
+    return [f"{key:10} {value}" for key, value in info.items()]
 
 
 # ------------------------------------------------------------------------------------------------
