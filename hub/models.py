@@ -412,3 +412,97 @@ class IntakeCursor(Base):
     source: Mapped[str] = mapped_column(String(128), primary_key=True)
     cursor: Mapped[str] = mapped_column(Text, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+# --- audit ledger integrity: seals, exports, tombstones (see lienthong.hub.audit_seal) ------------
+class AuditSeal(Base):
+    """A signed checkpoint of the audit chain's head (``lienthong audit seal``, hourly DAG).
+
+    ``document`` is the exact signed XML (enveloped XML-DSig by the hub key) of the checkpoint
+    {``head_seq``, ``head_hash``, ``sealed_at``, ``prev_seal_hash``}; the columns beside it are a
+    copy for queries, and the verifier trusts only the signed document. ``seal_hash`` is SHA-256 of
+    ``document``, which the next seal names as its ``prev_seal_hash``, so seals form a chain of
+    their own. ``tsa_token`` is the DER RFC 3161 time-stamp token over the signature value, when a
+    TSA is configured. Rewriting the whole audit chain consistently no longer goes unnoticed: the
+    entry at ``head_seq`` would not have the sealed hash, and a new seal needs the hub's key.
+    """
+
+    __tablename__ = "audit_seals"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    head_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    head_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    prev_seal_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    document: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    seal_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    tsa_token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    tsa_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("seal_hash"),
+        Index("ix_audit_seals_head_seq", "head_seq"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class AuditExport(Base):
+    """One archive written by ``lienthong audit export``: which entries, and its hash.
+
+    Exports chain: each archive names the previous export's ``archive_sha256`` and last seq/hash
+    (``prev_archive_sha256``), so an inspector holding the archives can check none is missing.
+    ``lienthong audit prune`` removes only entries inside ``first_seq..last_seq`` of some export.
+    """
+
+    __tablename__ = "audit_exports"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    first_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    entry_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    #: prev_hash of the first exported entry (what the chain inside the archive starts from)
+    anchor_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    last_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    range_from: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    range_to: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    archive_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    prev_archive_sha256: Mapped[str | None] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(Text, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("archive_sha256"),
+        CheckConstraint("first_seq >= 1 AND last_seq >= first_seq", name="seq_range"),
+        Index("ix_audit_exports_last_seq", "last_seq"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class AuditTombstone(Base):
+    """What ``lienthong audit prune`` removed, signed by the hub key, so verification can resume.
+
+    ``document`` is the signed XML of {``first_seq``..``last_seq`` pruned, ``last_hash`` (the
+    entry hash of ``last_seq``, the anchor the remaining chain links to), the export archives that
+    hold the pruned entries, ``prev_tombstone_hash``}. ``lienthong audit verify`` starts from the
+    newest tombstone: entry ``last_seq + 1`` must link to ``last_hash``.
+    """
+
+    __tablename__ = "audit_tombstones"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    first_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    archive_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    prev_tombstone_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    document: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    tombstone_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("tombstone_hash"),
+        CheckConstraint("first_seq >= 1 AND last_seq >= first_seq", name="seq_range"),
+        {"sqlite_autoincrement": True},
+    )
