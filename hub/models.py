@@ -506,3 +506,39 @@ class AuditTombstone(Base):
         CheckConstraint("first_seq >= 1 AND last_seq >= first_seq", name="seq_range"),
         {"sqlite_autoincrement": True},
     )
+
+
+# --- audit ledger reading: the derived subject index (see lienthong.hub.audit_query) --------------
+class AuditSubject(Base):
+    """Which dossiers (``MaHoSo``) and procedures (``MaTTHC``) one audit entry is about.
+
+    Derived data, outside the hash chain: the codes live inside the message bodies, and parsing
+    bodies on the append path would slow every exchange, so the index is filled lazily by the
+    first search after new entries and can be dropped and rebuilt at any time
+    (``lienthong audit search --reindex``). ``kind`` is ``dossier``, ``procedure``, or
+    ``unparsed`` for a body that could not be read (``value`` then says why). The key leads with
+    (kind, value) so a search by dossier is an index range scan.
+    """
+
+    __tablename__ = "audit_subject"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
+class AuditSubjectState(Base):
+    """How far the subject index has read the ledger (single row, ``id`` = 1).
+
+    Indexers advance ``last_seq`` with a compare-and-set in the transaction that inserts their
+    batch, so two searches indexing at once never insert the same entries twice.
+    """
+
+    __tablename__ = "audit_subject_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    unparsed: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
