@@ -709,7 +709,8 @@ class AuditTrail:
         return raw
 
     # --- verification ---------------------------------------------------------------------
-    def verify(self, *, start: int = 1, deep: bool = False, batch_size: int = 2000) -> ChainReport:
+    def verify(self, *, start: int = 1, deep: bool = False, batch_size: int = 2000,
+               anchor: str | None = None) -> ChainReport:
         """Re-walk the chain from ``start`` and report the first entry that is not as written.
 
         Streams rows in ``seq`` order in one read transaction (a consistent snapshot, so appends
@@ -721,6 +722,10 @@ class AuditTrail:
 
         ``deep=True`` additionally inflates every body and re-checks it against ``body_sha256``
         (slower; the chain already proves stored bodies unchanged).
+
+        ``anchor`` is the ``entry_hash`` of entry ``start - 1`` when that entry is no longer in the
+        log: after ``lienthong audit prune`` the signed tombstone (verified by the caller, see
+        ``lienthong.hub.audit_seal``) carries the hash the remaining chain must link to.
         """
         if isinstance(start, bool) or not isinstance(start, int) or start < 1:
             raise ValueError(f"start must be a positive seq, got {start!r}")
@@ -728,7 +733,7 @@ class AuditTrail:
             if conn.dialect.name == "postgresql":
                 conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             with conn.begin():
-                return self._verify(conn, start=start, deep=deep, batch_size=batch_size)
+                return self._verify(conn, start=start, deep=deep, batch_size=batch_size, anchor=anchor)
 
     @staticmethod
     def _check_row(
@@ -801,7 +806,8 @@ class AuditTrail:
                 return ChainReport(False, checked, seq, f"entry {seq} body does not match its digest: {problem}")
         return None
 
-    def _verify(self, conn: Connection, *, start: int, deep: bool, batch_size: int) -> ChainReport:
+    def _verify(self, conn: Connection, *, start: int, deep: bool, batch_size: int,
+                anchor: str | None = None) -> ChainReport:
         head_row = conn.execute(
             select(type_coerce(_HEAD.c.last_seq, String), _HEAD.c.last_hash).where(_HEAD.c.id == 1)
         ).one_or_none()
@@ -818,7 +824,9 @@ class AuditTrail:
         # an earlier start).
         prev: str = GENESIS_HASH
         prevprev: str | None = None
-        if start > 1:
+        if anchor is not None:
+            prev = anchor
+        elif start > 1:
             anchors = dict(
                 conn.execute(
                     select(_LOG.c.seq, _LOG.c.entry_hash).where(_LOG.c.seq.in_([start - 2, start - 1]))
