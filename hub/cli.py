@@ -453,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     av = audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 naming the first bad entry")
     av.add_argument("--json", action="store_true", help="machine-readable result")
     av.set_defaults(func=cmd_audit_verify)
+    from .cli_audit_read import register as register_audit_read
+
+    register_audit_read(audit_sub)
 
     sb = sub.add_parser("sandbox", help="the emulator of the national services")
     sb_sub = sb.add_subparsers(dest="sandbox_command", metavar="ACTION")
