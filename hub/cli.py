@@ -71,21 +71,6 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from .audit import AuditTrail
-    from .store import open_store
-
-    report = AuditTrail(open_store(_settings()).engine).verify()
-    if args.json:
-        console.print_json(json.dumps({"ok": report.ok, "checked": report.checked,
-                                       "first_bad_seq": report.first_bad_seq, "reason": report.reason}))
-    elif report.ok:
-        console.print(f"[green]audit chain intact[/]: {report.checked} entries verified")
-    else:
-        err_console.print(f"[red]audit chain broken[/] at entry {report.first_bad_seq}: {escape(report.reason or '')}")
-    return 0 if report.ok else EXIT_FAILURE
-
-
 # --- sandbox and health -----------------------------------------------------------------------
 def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     from ..sandbox.server import main as sandbox_main
@@ -450,9 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit trail of every message exchanged")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
     audit_sub.required = True
-    av = audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 naming the first bad entry")
-    av.add_argument("--json", action="store_true", help="machine-readable result")
-    av.set_defaults(func=cmd_audit_verify)
+    from .cli_audit_integrity import register as register_audit_integrity  # verify, seal, export, prune
+
+    register_audit_integrity(audit_sub)
     from .cli_audit_read import register as register_audit_read
 
     register_audit_read(audit_sub)

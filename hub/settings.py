@@ -60,6 +60,8 @@ class Settings:
     crl_paths: tuple[Path, ...] = ()
     #: signature algorithm for outgoing messages: "rsa-sha256" or "ecdsa-sha256"
     signature_algorithm: str = "rsa-sha256"
+    #: RFC 3161 time-stamp authority for audit seals (``LIENTHONG_TSA_URL``); None: seals are not time-stamped
+    tsa_url: str | None = None
     partners: dict[str, PartnerEndpoint] = field(default_factory=dict)
 
     @property
@@ -133,5 +135,6 @@ class Settings:
             trust_paths=trust,
             crl_paths=crls,
             signature_algorithm=env.get("LIENTHONG_SIGNATURE_ALGORITHM") or "rsa-sha256",
+            tsa_url=env.get("LIENTHONG_TSA_URL") or None,
             partners=partners,
         )

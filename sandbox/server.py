@@ -261,6 +261,18 @@ class SandboxServer:
                 f"{self.national.code}: replies would fail the hub's sender check")
         self.verifier = Verifier(TrustStore.from_paths(trust, crls))
         self.pki = {"signing_key": key_path, "trust": trust, "crls": crls}
+        self._tsa_source = (pki_dir / "ca.p12", password)
+        self._tsa = None
+
+    def tsa(self):
+        """The sandbox's RFC 3161 TSA (``POST /tsa``), certified by the development CA on first use."""
+        if self._tsa is None:
+            from ..signing.pki import load_ca
+            from .tsa import SandboxTsa
+
+            ca_p12, password = self._tsa_source
+            self._tsa = SandboxTsa.from_authority(load_ca(ca_p12, password), clock=self.clock)
+        return self._tsa
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> str:
@@ -543,6 +555,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         app = self.server.app
         path = urlsplit(self.path).path.rstrip("/") or "/"
+        if path == "/tsa":
+            self._serve_tsa(app)
+            return
         spec = app._paths.get(path)
         if spec is None:
             self._drain()
@@ -569,6 +584,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._send(response.status, response.body, response.content_type, response.headers)
+
+    def _serve_tsa(self, app: SandboxServer) -> None:
+        length = self.headers.get("Content-Length") or ""
+        if not length.isdigit() or int(length) > 64 * 1024:
+            self.close_connection = True
+            self._send(400, b"a time-stamp query needs a Content-Length of at most 64 KiB", "text/plain")
+            return
+        data = self.rfile.read(int(length))
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/timestamp-query":
+            self._send(415, b"expected Content-Type: application/timestamp-query", "text/plain")
+            return
+        try:
+            tsa = app.tsa()
+        except HubError as exc:
+            self._send(503, f"the sandbox TSA has no CA key: {exc}".encode(), "text/plain")
+            return
+        self._send(200, tsa.respond(data), "application/timestamp-reply")
 
     def _drain(self) -> None:
         length = self.headers.get("Content-Length")

@@ -1,0 +1,200 @@
+"""``lienthong audit verify|seal|export|verify-archive|prune``: the ledger's integrity commands.
+
+Registered on the ``audit`` sub-command by :func:`register` (called from ``hub/cli.py``). Each
+command prints a short human summary, or with ``--json`` one JSON object, and exits 1 with one
+specific line naming the entry, seal, tombstone or archive file at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from .cli import EXIT_FAILURE, _settings, console, err_console
+
+__all__ = ["register"]
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from ..signing.cli import trust_store_for
+    from .audit_seal import verify_ledger
+    from .store import open_store
+
+    settings = _settings()
+    store = open_store(settings)
+    trust = trust_store_for(settings)
+    from .tsa import token_checker
+
+    report = verify_ledger(store.engine, trust, settings.agency_code, deep=args.deep,
+                           check_timestamp=token_checker(trust))
+    if args.json:
+        console.print_json(json.dumps(report.as_dict()))
+        return 0 if report.ok else EXIT_FAILURE
+    if not report.ok:
+        err_console.print(f"[red]audit ledger does not verify[/] at {escape(report.where or '?')}: "
+                          f"{escape(report.problem or '')}")
+        return EXIT_FAILURE
+    pruned = f" (entries up to {report.pruned_through} pruned, anchored by tombstone {report.tombstones})" \
+        if report.pruned_through else ""
+    console.print(f"[green]audit chain intact[/]: {report.chain.checked} entries verified{pruned}")
+    stamps = f", {report.timestamps} time-stamped" if report.timestamps else ""
+    console.print(f"[green]seals valid[/]: {report.seals} seals verified{stamps}")
+    if report.unsealed:
+        after = f"the last seal (entry {report.last_sealed_seq})" if report.last_sealed_seq is not None else "no seal yet"
+        console.print(f"[yellow]unsealed tail[/]: {report.unsealed} entries after {after}; "
+                      "run 'lienthong audit seal'")
+    for warning in report.warnings:
+        console.print(f"[yellow]note[/]: {escape(warning)}")
+    return 0
+
+
+def cmd_audit_seal(args: argparse.Namespace) -> int:
+    from ..signing.cli import signer_for
+    from .audit_seal import create_seal
+    from .store import open_store
+    from .tsa import timestamper_for
+
+    settings = _settings()
+    result = create_seal(open_store(settings).engine, signer_for(settings), force=args.force,
+                         timestamper=timestamper_for(settings))
+    if args.json:
+        console.print_json(json.dumps({"created": result.created, "seal": result.number, "head_seq": result.head_seq,
+                                       "head_hash": result.head_hash, "timestamped": result.timestamped,
+                                       "reason": result.reason or None}))
+    elif result.created:
+        stamped = " and time-stamped" if result.timestamped else ""
+        console.print(f"[green]seal {result.number}[/] signed{stamped}: entry {result.head_seq} "
+                      f"({result.head_hash[:16]}…)")
+    else:
+        console.print(f"no new seal: {result.reason}")
+    return 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from ..signing.cli import signer_for
+    from .audit_archive import export_archive, parse_when
+    from .store import open_store
+    from .tsa import timestamper_for
+
+    settings = _settings()
+    result = export_archive(
+        open_store(settings).engine, signer_for(settings), Path(args.out), ca_paths=settings.trust_anchor_paths,
+        start=parse_when(args.date_from) if args.date_from else None,
+        end=parse_when(args.date_to, end=True) if args.date_to else None,
+        from_seq=args.from_seq, to_seq=args.to_seq, timestamper=timestamper_for(settings))
+    data = {"archive": str(result.path), "sha256": result.archive_sha256, "first_seq": result.first_seq,
+            "last_seq": result.last_seq, "entries": result.entries, "seals": result.seals,
+            "previous_archive_sha256": result.prev_archive_sha256, "sealed_now": result.sealed_now}
+    if args.json:
+        console.print_json(json.dumps(data))
+        return 0
+    if result.sealed_now:
+        console.print("sealed the ledger first: no seal covered the last exported entry yet")
+    console.print(f"[green]exported[/] entries {result.first_seq}..{result.last_seq} ({result.entries}) with "
+                  f"{result.seals} seal(s) to {result.path}")
+    console.print(f"  archive SHA-256 {result.archive_sha256}")
+    if result.prev_archive_sha256:
+        console.print(f"  linked to the previous export {result.prev_archive_sha256}")
+    return 0
+
+
+def cmd_audit_verify_archive(args: argparse.Namespace) -> int:
+    from .audit_archive import verify_archive
+
+    report = verify_archive(Path(args.archive), Path(args.ca), previous=Path(args.previous) if args.previous else None)
+    if args.json:
+        console.print_json(json.dumps(report.as_dict()))
+        return 0
+    table = Table(title=f"{Path(args.archive).name}: verified", show_header=False)
+    for label, value in (
+        ("entries", f"{report.first_seq}..{report.last_seq} ({report.entries}), hash chain intact"),
+        ("files", f"{report.files} match the signed manifest (hub {report.hub_agency}, {report.created_at})"),
+        ("seals", f"{report.seals} valid, {report.timestamps} time-stamp(s) valid"),
+        ("message signatures", f"{report.signatures_verified} valid, {report.signatures_not_required} "
+                               "unsigned or rejected messages (faults, timeouts) not required to verify"),
+        ("previous archive", "link verified" if report.previous_checked else "not given"),
+        ("archive SHA-256", report.archive_sha256),
+    ):
+        table.add_row(label, escape(value))
+    console.print(table)
+    for warning in report.warnings:
+        console.print(f"[yellow]note[/]: {escape(warning)}")
+    return 0
+
+
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    from ..signing.cli import signer_for, trust_store_for
+    from .audit_archive import parse_when
+    from .audit_seal import plan_prune, prune
+    from .store import open_store
+
+    settings = _settings()
+    engine = open_store(settings).engine
+    before = parse_when(args.before)
+    plan = plan_prune(engine, before)
+    if not args.yes:
+        if args.json:
+            console.print_json(json.dumps({"dry_run": True, **plan.as_dict()}))
+        elif plan.count == 0:
+            console.print(f"nothing to prune: no entry still in the ledger was recorded before {args.before}")
+        else:
+            console.print(f"would remove entries {plan.first_seq}..{plan.last_seq} ({plan.count}) recorded before "
+                          f"{args.before}")
+            for sha, lo, hi in plan.archives:
+                console.print(f"  exported in archive {sha[:16]}… (entries {lo}..{hi})")
+            if plan.uncovered:
+                ranges = ", ".join(f"{a}..{b}" for a, b in plan.uncovered)
+                err_console.print(f"[red]refused[/]: entries {ranges} are not in any export; run "
+                                  "'lienthong audit export' for them first")
+                return EXIT_FAILURE
+            console.print("dry run: nothing removed; add --yes to prune and write the signed tombstone")
+        return 0
+    done, number = prune(engine, signer_for(settings), trust_store_for(settings), before)
+    if args.json:
+        console.print_json(json.dumps({"dry_run": False, "tombstone": number, **done.as_dict()}))
+    else:
+        console.print(f"[green]pruned[/] entries {done.first_seq}..{done.last_seq} ({done.count}); "
+                      f"tombstone {number} signed (anchor {done.last_hash[:16]}…)")
+    return 0
+
+
+def register(audit_sub: argparse._SubParsersAction) -> None:
+    """Add the integrity actions to ``lienthong audit``."""
+    av = audit_sub.add_parser("verify", help="check the hash chain, every seal and tombstone; exit 1 naming the "
+                                             "first entry or seal that fails")
+    av.add_argument("--deep", action="store_true", help="also inflate every body and check it against its digest")
+    av.add_argument("--json", action="store_true", help="machine-readable result")
+    av.set_defaults(func=cmd_audit_verify)
+
+    seal = audit_sub.add_parser("seal", help="sign a checkpoint of the chain head with the hub key (and time-stamp "
+                                             "it when LIENTHONG_TSA_URL is set)")
+    seal.add_argument("--force", action="store_true", help="seal even when nothing was appended since the last seal")
+    seal.add_argument("--json", action="store_true", help="machine-readable result")
+    seal.set_defaults(func=cmd_audit_seal)
+
+    ex = audit_sub.add_parser("export", help="write a self-contained, signed archive of a range for inspectors")
+    ex.add_argument("out", metavar="OUT.zip")
+    ex.add_argument("--from", dest="date_from", metavar="DATE", help="first day (YYYY-MM-DD, UTC) or ISO time")
+    ex.add_argument("--to", dest="date_to", metavar="DATE", help="last day, included (YYYY-MM-DD) or ISO time, excluded")
+    ex.add_argument("--from-seq", type=int, metavar="SEQ", help="first entry (instead of --from)")
+    ex.add_argument("--to-seq", type=int, metavar="SEQ", help="last entry (instead of --to)")
+    ex.add_argument("--json", action="store_true", help="machine-readable result")
+    ex.set_defaults(func=cmd_audit_export)
+
+    va = audit_sub.add_parser("verify-archive", help="verify an export archive offline with only the CA certificate")
+    va.add_argument("archive", metavar="ARCHIVE.zip")
+    va.add_argument("--ca", required=True, metavar="CA.pem", help="the CA certificate the signatures must chain to")
+    va.add_argument("--previous", metavar="PREV.zip", help="the previous export, to check the link between them")
+    va.add_argument("--json", action="store_true", help="machine-readable result")
+    va.set_defaults(func=cmd_audit_verify_archive)
+
+    pr = audit_sub.add_parser("prune", help="remove exported entries recorded before DATE behind a signed tombstone "
+                                            "(dry run unless --yes)")
+    pr.add_argument("--before", required=True, metavar="DATE", help="YYYY-MM-DD (UTC midnight) or ISO time")
+    pr.add_argument("--yes", action="store_true", help="really prune (default: say what would go)")
+    pr.add_argument("--json", action="store_true", help="machine-readable result")
+    pr.set_defaults(func=cmd_audit_prune)
