@@ -74,7 +74,8 @@ def lienthong_status_push():
         totals = {"delivered": 0, "retried": 0, "dead": 0, "messages": 0}
         batch_size = int((params or {}).get("batch_size") or 50)
         while True:
-            summary = deliver_once(store.engine, portal, worker_id=worker_id, batch_size=batch_size)
+            summary = deliver_once(store.engine, portal, worker_id=worker_id, batch_size=batch_size,
+                                   sole_feed_since=settings.portal_sole_feed_since)
             for key in totals:
                 totals[key] += getattr(summary, key)
             if summary.claimed == 0 or summary.stopped:

@@ -280,9 +280,10 @@ def cmd_push_status(args: argparse.Namespace) -> int:
         task = bar.add_task("delivering", total=None)
         passes = 0
         while True:
-            summary = deliver_once(store.engine, portal, worker_id=worker, batch_size=args.batch_size)
+            summary = deliver_once(store.engine, portal, worker_id=worker, batch_size=args.batch_size,
+                                   sole_feed_since=settings.portal_sole_feed_since)
             passes += 1
-            for key in ("claimed", "delivered", "retried", "dead", "messages", "lookups"):
+            for key in ("claimed", "delivered", "retried", "dead", "messages", "lookups", "resent", "presumed_new"):
                 totals[key] = totals.get(key, 0) + getattr(summary, key)
             bar.update(task, description=f"delivered {totals['delivered']}, retried {totals['retried']}, "
                                          f"dead {totals['dead']}")
@@ -294,7 +295,7 @@ def cmd_push_status(args: argparse.Namespace) -> int:
                                        "stopped": summary.stopped, "outbox": after}))
         return 0
     console.print(f"[green]push[/]: {totals['delivered']} delivered in {totals['messages']} messages "
-                  f"({totals['lookups']} lookups), {totals['retried']} to retry, {totals['dead']} dead letters; "
+                  f"({totals['lookups']} lookups, {totals['resent']} resent), {totals['retried']} to retry, {totals['dead']} dead letters; "
                   f"breaker {summary.breaker}" + (f"; stopped: {escape(summary.stopped)}" if summary.stopped else ""))
     console.print(f"outbox now: {after['depth']}")
     return 0

@@ -8,19 +8,25 @@ goes out only after the previous one was accepted. Within a round:
 
 * dossier snapshots go in ``DongBoHoSoMC`` batches of up to ``batch_size``, one batch per
   ``isUpdating`` value. ``isUpdating`` is false only for a dossier the portal does not have yet:
-  a dossier with a delivered snapshot in the outbox is known, any other is asked about once per
-  pass with ``TraCuuHoSo``, and once the portal has accepted a dossier it is "updating" from then
-  on. If the portal still disagrees (``HOSO_DA_TON_TAI`` to a create: a previous message was
+  a dossier with a delivered snapshot in the outbox is known; one submitted (``NgayNopHoSo``) since
+  the hub became the ministry's only feed to the portal (``sole_feed_since``, by default the
+  outbox's first event) and never delivered is new, because nothing else can have sent it; any
+  other is asked about once per pass with ``TraCuuHoSo`` (a backlog from before the hub), and once
+  the portal has accepted a dossier it is "updating" from then on. If the portal still disagrees (``HOSO_DA_TON_TAI`` to a create: a previous message was
   processed but its reply was lost; ``HOSO_CHUA_TON_TAI`` to an update) the event is re-sent
   **once** with the flag the portal asked for, in a message of its own id; a second refusal is a
   dead letter.
 * processing steps go in ``CapNhatTienDoHoSoMC`` batches.
 
 Each message's DocumentId is derived from what it carries (:func:`message_document_id`): a hash of
-the operation, the ``isUpdating`` flag and the sorted (idempotency key, payload) pairs. A resend of
-the same events after a crash or a lost reply is therefore the same message, and the portal answers
-it with its first answer instead of applying it twice (duplicate detection by sender and
-DocumentId); a different set of events is a different message.
+the operation, the ``isUpdating`` flag and the sorted (idempotency key, payload) pairs, and it is
+recorded on the message's events (:func:`outbox.assign <lienthong.hub.outbox.assign>`) *before*
+the message is sent. An undelivered event that carries a DocumentId may already be applied by the
+portal (the worker died, or the reply was lost), so whoever picks it up next sends **that message
+again**: the same events (read back from the outbox, including those of other dossiers) under the
+same DocumentId and flag, never a regrouping (which would be a new message, applied a second
+time). The portal answers a repeated DocumentId with its first answer; the resending worker settles
+the events it holds from that answer.
 
 Outcomes, per event:
 
@@ -40,8 +46,8 @@ Outcomes, per event:
 
 When an event does not get through, the events behind it in its dossier are released untouched.
 While the breaker is open nothing is sent and the claimed events are released as they were
-(no attempt counted). Before each message the worker renews its lease if half of it is gone, and
-drops the events it no longer holds.
+(no attempt counted). Before each message and each lookup the worker renews its lease if half of
+it is gone, and drops the events it no longer holds.
 
 The signed bytes of a dead letter come from the audit ledger (the connector records every request
 and reply there before anything else happens), looked up by the message's DocumentId.
@@ -61,6 +67,7 @@ from sqlalchemy import Engine, select
 
 from . import outbox
 from .breaker import Admission, CircuitBreaker, Decision, admit
+from .envelope import VN_TZ
 from .errors import (
     AuditChainBroken,
     ConfigurationError,
@@ -92,6 +99,7 @@ _HALT = (ConfigurationError, TlsError, AuditChainBroken)
 _LOCAL = (SchemaViolation, ValueError)
 _FLIP = {(False, "HOSO_DA_TON_TAI"), (True, "HOSO_CHUA_TON_TAI")}
 _TAGS = {(SYNC, False): "hs0", (SYNC, True): "hs1", (PROGRESS, None): "td"}
+_TAG_MESSAGE = {tag: key for key, tag in _TAGS.items()}
 
 
 def _utcnow() -> datetime:
@@ -133,6 +141,10 @@ class DeliverySummary:
     #: messages attempted (DongBoHoSoMC and CapNhatTienDoHoSoMC), and TraCuuHoSo lookups
     messages: int = 0
     lookups: int = 0
+    #: messages sent again under their recorded DocumentId (after a crash, a lost reply, a retry)
+    resent: int = 0
+    #: dossiers sent as new without a lookup (submitted since the hub became the only feed)
+    presumed_new: int = 0
     #: dead letters by reason code
     dead_reasons: dict[str, int] = field(default_factory=dict)
     #: why the pass ended before finishing its claim, if it did
@@ -146,15 +158,18 @@ class DeliverySummary:
 def deliver_once(engine: Engine, portal: DvcPortalClient, *, worker_id: str, batch_size: int = 50,
                  policy: RetryPolicy | None = None, breaker: CircuitBreaker | None = None,
                  clock: Callable[[], datetime] | None = None, max_events: int = 500,
-                 per_partition: int = 20, lease: float | timedelta = 300.0) -> DeliverySummary:
+                 per_partition: int = 20, lease: float | timedelta = 300.0,
+                 sole_feed_since: datetime | None = None) -> DeliverySummary:
     """Claim up to ``max_events`` outbox events and deliver them; returns what happened.
 
     ``batch_size`` is the most dossiers (or steps) one message carries. ``policy`` decides retry
     delays and when to give up (default :class:`RetryPolicy()`); ``breaker`` is the portal's
     circuit breaker (default: the shared ``dvc_portal`` breaker in this store, on ``clock``).
     ``lease`` must comfortably exceed the time of a round of messages (it is renewed before each
-    message once half spent) and the connector's operation timeout. Safe to run in several
-    threads and processes at once; call it again (e.g. on a schedule) to drain the outbox.
+    message once half spent) and the connector's operation timeout. ``sole_feed_since``: dossiers
+    submitted since then reach the portal only through this hub (default: when the outbox received
+    its first event), so one never delivered is sent as new without a ``TraCuuHoSo``. Safe to run
+    in several threads and processes at once; call it again (e.g. on a schedule) to drain the outbox.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -163,13 +178,15 @@ def deliver_once(engine: Engine, portal: DvcPortalClient, *, worker_id: str, bat
     clock = clock or _utcnow
     run = _Pass(engine, portal, worker_id=worker_id, batch_size=batch_size, policy=policy or RetryPolicy(),
                 breaker=breaker or CircuitBreaker(engine, PARTNER, clock=clock), clock=clock,
-                lease=lease if isinstance(lease, timedelta) else timedelta(seconds=lease))
+                lease=lease if isinstance(lease, timedelta) else timedelta(seconds=lease),
+                sole_feed_since=sole_feed_since)
     return run.run(max_events=max_events, per_partition=per_partition)
 
 
 class _Pass:
     def __init__(self, engine: Engine, portal: DvcPortalClient, *, worker_id: str, batch_size: int,
-                 policy: RetryPolicy, breaker: CircuitBreaker, clock: Callable[[], datetime], lease: timedelta):
+                 policy: RetryPolicy, breaker: CircuitBreaker, clock: Callable[[], datetime], lease: timedelta,
+                 sole_feed_since: datetime | None = None):
         self.engine = engine
         self.portal = portal
         self.worker_id = worker_id
@@ -190,6 +207,11 @@ class _Pass:
         self.active: set[int] = set()
         self.lease_until = datetime.min.replace(tzinfo=UTC)
         self.stop_reason: str | None = None
+        self.sole_feed_since = sole_feed_since
+        #: NgayNopHoSo (portal format) from which a never-delivered dossier is new; "" = unknown yet
+        self._new_from: str | None = ""
+        #: recorded DocumentIds this pass has already sent again (never twice in one pass)
+        self.resumed: set[str] = set()
 
     # --- the pass ---------------------------------------------------------------------------
     def run(self, *, max_events: int, per_partition: int) -> DeliverySummary:
@@ -237,6 +259,15 @@ class _Pass:
                        f"gave up after {self.policy.max_attempts} attempt(s) (the last by workers whose lease expired)",
                        evidence=(None, None))
         heads = [e for e in heads if e.id not in self.outcome]
+        unsettled: dict[str, list[ClaimedEvent]] = {}
+        for event in heads:
+            if event.document_id and event.document_id not in self.resumed:
+                unsettled.setdefault(event.document_id, []).append(event)
+        for document_id, held in unsettled.items():
+            if self.stop_reason is not None:
+                return
+            self._resume(document_id, held)
+        heads = [e for e in heads if e.id not in self.outcome]
         dossiers = [e for e in heads if e.kind == "dossier"]
         steps = [e for e in heads if e.kind == "step"]
         if dossiers:
@@ -248,18 +279,56 @@ class _Pass:
         for chunk in _chunks(steps, self.batch_size):
             self._progress(chunk)
 
+    # --- resending a recorded message ---------------------------------------------------------
+    def _resume(self, document_id: str, held: list[ClaimedEvent]) -> None:
+        """Send the recorded message ``document_id`` again, exactly: all of its events (those this
+        worker holds and those of other dossiers, whatever their state now), same DocumentId, same
+        flag; settle the held ones from the answer (the portal's first answer, if it had the message)."""
+        self.resumed.add(document_id)
+        operation, is_updating = _TAG_MESSAGE.get(document_id[3:].split("-", 1)[0], (None, None))
+        carry = outbox.message_events(self.engine, document_id) if operation else []
+        if not carry or message_document_id(operation, carry, is_updating=is_updating) != document_id:
+            # Not one of ours, or its events changed since (one of them was re-sent with the other
+            # flag after the portal answered it): the portal answered that message, so sending the
+            # held events in a new one applies nothing twice.
+            log.warning("message %s cannot be rebuilt from the outbox; its %d unsettled event(s) go in a new message",
+                        document_id, len(held))
+            return
+        self.summary.resent += 1
+        if operation == SYNC:
+            self._sync(held, is_updating=bool(is_updating), carry=carry, document_id=document_id)
+        else:
+            self._progress(held, carry=carry, document_id=document_id)
+
     # --- isUpdating ------------------------------------------------------------------------
+    def _new_since(self) -> str | None:
+        """``NgayNopHoSo`` (the portal's yyyyMMddHHmmss, Vietnam time) from which a dossier the hub
+        never delivered cannot be on the portal: the hub has been its only feed since then."""
+        if self._new_from == "":
+            since = self.sole_feed_since or outbox.first_enqueued_at(self.engine)
+            self._new_from = None if since is None else since.astimezone(VN_TZ).strftime("%Y%m%d%H%M%S")
+        return self._new_from
+
     def _decide_updating(self, dossiers: list[ClaimedEvent]) -> None:
         unknown = [e for e in dossiers if e.partition_key not in self.known]
         if unknown:
             for key in outbox.delivered_dossiers(self.engine, {e.partition_key for e in unknown}):
                 self.known[key] = True
+            new_from = self._new_since()
+            if new_from is not None:
+                for event in unknown:
+                    submitted = event.payload.get("NgayNopHoSo")
+                    if event.partition_key not in self.known and isinstance(submitted, str) and submitted >= new_from:
+                        self.known[event.partition_key] = False
+                        self.summary.presumed_new += 1
         for event in unknown:
             key = event.partition_key
             if key in self.known or event.id in self.outcome:
                 continue
             if self.stop_reason is not None:
                 return
+            if not self._hold([event]):  # a lookup can take a while: keep the lease, skip what is lost
+                continue
             admission = self._admit()
             if not admission:
                 return
@@ -281,8 +350,9 @@ class _Pass:
             self.known[key] = bool(found["TonTai"])
 
     # --- sending --------------------------------------------------------------------------
-    def _sync(self, events: list[ClaimedEvent], *, is_updating: bool) -> None:
-        doc_id, results = self._send(SYNC, events, is_updating)
+    def _sync(self, events: list[ClaimedEvent], *, is_updating: bool, carry: list[ClaimedEvent] | None = None,
+              document_id: str | None = None) -> None:
+        doc_id, results, events = self._send(SYNC, events, is_updating, carry=carry, document_id=document_id)
         if results is None:
             return
         flips = self._settle(SYNC, events, results, doc_id, is_updating=is_updating)
@@ -292,24 +362,38 @@ class _Pass:
         for chunk in _chunks(flips, self.batch_size):
             self._sync(chunk, is_updating=not is_updating)
 
-    def _progress(self, events: list[ClaimedEvent]) -> None:
-        doc_id, results = self._send(PROGRESS, events, None)
+    def _progress(self, events: list[ClaimedEvent], *, carry: list[ClaimedEvent] | None = None,
+                  document_id: str | None = None) -> None:
+        doc_id, results, events = self._send(PROGRESS, events, None, carry=carry, document_id=document_id)
         if results is not None:
             self._settle(PROGRESS, events, results, doc_id, is_updating=None)
 
-    def _send(self, operation: str, events: list[ClaimedEvent],
-              is_updating: bool | None) -> tuple[str, list[ItemResult] | None]:
-        """One message; returns its DocumentId and the per-item results, or ``None`` when the
-        message as a whole did not go through (its events are settled here)."""
-        events = self._hold(events)
-        if not events or self.stop_reason is not None:
-            return "", None
+    def _send(self, operation: str, events: list[ClaimedEvent], is_updating: bool | None, *,
+              carry: list[ClaimedEvent] | None = None,
+              document_id: str | None = None) -> tuple[str, list[ItemResult] | None, list[ClaimedEvent]]:
+        """One message; returns its DocumentId, the per-item results (``None`` when the message as a
+        whole did not go through: its events are settled here) and the events still held.
+
+        A new message (``document_id`` None) carries ``events`` and is recorded on them before it is
+        sent; a resend carries ``carry`` (the recorded message's events) under ``document_id``."""
+        if self.stop_reason is not None:
+            return "", None, []
+        if document_id is None:
+            events = self._hold(events)
+            if not events:
+                return "", None, []
+            doc_id = message_document_id(operation, events, is_updating=is_updating)
+            events = self._assign(events, doc_id)
+        else:
+            doc_id = document_id
+            events = self._hold(events)
+        if not events:
+            return "", None, []
         admission = self._admit()
         if not admission:
-            return "", None
-        doc_id = message_document_id(operation, events, is_updating=is_updating)
+            return "", None, []
         attempt = 1 + max(e.attempts for e in events)
-        payloads = [e.payload for e in events]
+        payloads = [e.payload for e in (carry or events)]
         self.summary.messages += 1
         try:
             if operation == SYNC:
@@ -323,12 +407,13 @@ class _Pass:
         except RetryableError as exc:
             self.breaker.record_failure()
             self._retry(events, exc, operation=operation, document_id=doc_id)
-            return doc_id, None
+            return doc_id, None, events
         except _LOCAL as exc:
             if admission.probe:
                 self.breaker.release_probe()
-            if len(events) > 1:
-                # find the culprit: each event alone (each its own message and DocumentId)
+            if len(events) > 1 or carry is not None:
+                # find the culprit: each event alone (each its own message and DocumentId; a message
+                # the hub refuses to send never reached the portal, so this applies nothing twice)
                 log.warning("%s of %d events refused before sending (%s); sending them one by one",
                             operation, len(events), exc)
                 for event in events:
@@ -336,17 +421,17 @@ class _Pass:
                         self._sync([event], is_updating=bool(is_updating))
                     else:
                         self._progress([event])
-                return doc_id, None
+                return doc_id, None, events
             code = exc.code if isinstance(exc, HubError) else "INVALID_PAYLOAD"
             self._dead(events, code, f"{operation} {events[0].partition_key} refused by the hub: {exc}",
                        operation=operation, document_id=doc_id)
-            return doc_id, None
+            return doc_id, None, events
         except FatalError as exc:
             self.breaker.record_success()  # the partner is up: it answered, if not as hoped
             self._dead(events, _code(exc), f"{operation} refused: {exc}", operation=operation, document_id=doc_id)
-            return doc_id, None
+            return doc_id, None, events
         self.breaker.record_success()
-        return doc_id, results
+        return doc_id, results, events
 
     def _settle(self, operation: str, events: list[ClaimedEvent], results: list[ItemResult], doc_id: str,
                 *, is_updating: bool | None) -> list[ClaimedEvent]:
@@ -445,6 +530,21 @@ class _Pass:
             self._lost(lost)
             self.lease_until = now + self.lease
         return [e for e in events if e.id in self.active]
+
+    def _assign(self, events: list[ClaimedEvent], document_id: str) -> list[ClaimedEvent]:
+        """Record ``document_id`` on the events before their message goes out (renewing the lease
+        in the same transaction when it is due); keep only the events still held."""
+        now = self.clock()
+        renew = self.lease_until - now <= self.lease / 2
+        marked = outbox.assign(self.engine, self.worker_id, [e.id for e in events], document_id=document_id,
+                               renew_ids=self.active if renew else (), lease=self.lease if renew else None, now=now)
+        if renew:
+            self.lease_until = now + self.lease
+        lost = [e.id for e in events if e.id not in marked]
+        if lost:
+            log.warning("worker %s lost %d event(s) to another worker (lease expired)", self.worker_id, len(lost))
+            self._lost(lost)
+        return [e for e in events if e.id in marked]
 
     def _admit(self) -> Admission | None:
         admission = self.breaker.admit()

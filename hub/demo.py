@@ -224,7 +224,8 @@ def _push(connector, settings: Settings, store) -> dict:
     portal = DvcPortalClient(connector("dvc_portal"))
     delivered = messages = dead = 0
     while True:
-        summary = deliver_once(store.engine, portal, worker_id="demo", batch_size=50)
+        summary = deliver_once(store.engine, portal, worker_id="demo", batch_size=50,
+                               sole_feed_since=settings.portal_sole_feed_since)
         delivered, messages, dead = delivered + summary.delivered, messages + summary.messages, dead + summary.dead
         if summary.claimed == 0 or summary.stopped:
             break

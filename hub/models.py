@@ -322,7 +322,9 @@ class OutboxEvent(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    #: DocumentId of the message that delivered the event (find it in the audit ledger)
+    #: DocumentId of the message that carries the event: recorded before that message is sent (a
+    #: resend repeats exactly that message), and once delivered, the message that delivered it
+    #: (find it in the audit ledger). Cleared when a dead event is replayed.
     document_id: Mapped[str | None] = mapped_column(String(128))
     last_error_code: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -338,6 +340,8 @@ class OutboxEvent(Base):
         Index("ix_outbox_partition_key_id_state", "partition_key", "id", "state"),
         # freshness over the recently delivered
         Index("ix_outbox_delivered_at", "delivered_at"),
+        # the events of one message, to send it again exactly (takeover, retry)
+        Index("ix_outbox_document_id", "document_id"),
         # SQLite: never reuse an id, even of a pruned newest row (ids are the delivery order)
         {"sqlite_autoincrement": True},
     )

@@ -57,9 +57,9 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ClaimedEvent", "DeadLetterView", "DiscardedDeadLetter", "EnqueueResult", "OutboxChange", "OutboxClaim",
-    "OutboxStats", "RetryOutcome", "audit_discard", "canonical_json", "claim", "complete", "dead_letter", "dead_letters",
-    "delivered_dossiers", "discard", "enqueue", "enqueue_rejected", "release", "renew", "replay", "retry_later",
-    "stats", "unkeyed_partition",
+    "OutboxStats", "RetryOutcome", "assign", "audit_discard", "canonical_json", "claim", "complete", "dead_letter",
+    "dead_letters", "delivered_dossiers", "discard", "enqueue", "enqueue_rejected", "first_enqueued_at",
+    "message_events", "release", "renew", "replay", "retry_later", "stats", "unkeyed_partition",
 ]
 
 _EVENTS = OutboxEvent.__table__
@@ -310,6 +310,10 @@ class ClaimedEvent:
     attempts: int
     source_changed_at: datetime
     created_at: datetime
+    #: DocumentId of the message that last carried the event, set *before* that message was sent
+    #: (see :func:`assign`): when it is set on an undelivered event, the portal may already hold
+    #: that message, so the event must go again in exactly that message (same DocumentId).
+    document_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -443,7 +447,7 @@ def _claimed_event(row: Mapping[str, Any]) -> ClaimedEvent:
     return ClaimedEvent(id=row["id"], partition_key=row["partition_key"], kind=row["kind"],
                         idempotency_key=row["idempotency_key"], payload=json.loads(row["payload"]),
                         attempts=row["attempts"], source_changed_at=row["source_changed_at"],
-                        created_at=row["created_at"])
+                        created_at=row["created_at"], document_id=row["document_id"])
 
 
 def _held(worker_id: str) -> Any:
@@ -465,6 +469,51 @@ def renew(engine: Engine, worker_id: str, event_ids: Iterable[int], *, lease: fl
             held.update(conn.execute(select(_EVENTS.c.id).where(_EVENTS.c.id.in_(part), _held(worker_id)))
                         .scalars())
     return held
+
+
+def assign(engine: Engine, worker_id: str, event_ids: Iterable[int], *, document_id: str,
+           renew_ids: Iterable[int] = (), lease: float | timedelta | None = None,
+           now: datetime | None = None) -> set[int]:
+    """Record that the events ``worker_id`` holds among ``event_ids`` are about to go out in the
+    message ``document_id``; returns the ids it recorded (the events still held).
+
+    Called, and committed, *before* the message is sent. This is what makes a resend after a crash
+    the same message: whoever takes the events over (this worker after a retryable failure, another
+    after this one died) finds the DocumentId on them and sends that message again, with the same
+    events and the same ``isUpdating`` flag, instead of regrouping them into a new message the portal
+    would apply a second time. When ``lease`` is given, the lease on ``renew_ids`` (the rest of the
+    worker's claim) is extended in the same transaction, so marking costs no extra round trip.
+    """
+    now = _aware(now, "now")
+    ids = sorted(set(event_ids))
+    marked: set[int] = set()
+    with _write(engine) as conn:
+        if lease is not None:
+            expires = now + _seconds(lease, "lease")
+            for part in _chunks(sorted(set(renew_ids) | set(ids))):
+                conn.execute(update(_EVENTS).where(_EVENTS.c.id.in_(part), _held(worker_id))
+                             .values(lease_expires_at=expires))
+        for part in _chunks(ids):
+            conn.execute(update(_EVENTS).where(_EVENTS.c.id.in_(part), _held(worker_id))
+                         .values(document_id=document_id))
+            marked.update(conn.execute(select(_EVENTS.c.id).where(_EVENTS.c.id.in_(part), _held(worker_id),
+                                                                  _EVENTS.c.document_id == document_id)).scalars())
+    return marked
+
+
+def message_events(engine: Engine, document_id: str) -> list[ClaimedEvent]:
+    """Every event recorded (by :func:`assign`) as carried by the message ``document_id``, in id
+    order and whatever their state: what a resend of that message must carry again."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(_EVENTS).where(_EVENTS.c.document_id == document_id)
+                            .order_by(_EVENTS.c.id)).mappings().all()
+    return [_claimed_event(row) for row in rows]
+
+
+def first_enqueued_at(engine: Engine) -> datetime | None:
+    """When the outbox received its first event (the hub's go-live as a feed), or ``None``."""
+    with engine.connect() as conn:
+        return conn.execute(select(_EVENTS.c.created_at).order_by(_EVENTS.c.id).limit(1)).scalar_one_or_none()
 
 
 def complete(engine: Engine, event_ids: Iterable[int], *, document_id: str, now: datetime | None = None) -> int:
@@ -627,8 +676,11 @@ def replay(engine: Engine, dead_letter_ids: Iterable[int], *,
             amended[event["id"]] = row["payload"], row["partition_key"]
         event_ids = [letters[i].event_id for i in ids]
         for part in _chunks(event_ids):
+            # document_id cleared: the portal answered the message that carried the event (or it never
+            # left), and a replayed payload may be amended, so the replay is a new message
             conn.execute(update(_EVENTS).where(_EVENTS.c.id.in_(part), _EVENTS.c.state == "dead").values(
-                state="pending", attempts=0, next_attempt_at=now, claimed_by=None, lease_expires_at=None))
+                state="pending", attempts=0, next_attempt_at=now, claimed_by=None, lease_expires_at=None,
+                document_id=None))
         for event_id, (body, partition) in amended.items():
             conn.execute(update(_EVENTS).where(_EVENTS.c.id == event_id).values(payload=body, partition_key=partition))
         for part in _chunks(ids):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from .errors import ConfigurationError
 
@@ -20,6 +22,21 @@ DEFAULT_AGENCY_NAME = "Bộ Nông nghiệp và Môi trường"
 #: The national side's agency code: the Government Office operates CSDL TTHC, the portal and reporting.
 NATIONAL_AGENCY_CODE = "000.00.00.G22"
 NATIONAL_AGENCY_NAME = "Văn phòng Chính phủ"
+
+
+def _env_moment(env: os._Environ | dict, name: str) -> datetime | None:
+    """An ISO-8601 date or date-time from the environment; naive values are Vietnam time."""
+    value = (env.get(name) or "").strip()
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} is not an ISO date or date-time (e.g. 2026-01-01 or "
+                                 f"2026-01-01T08:00:00+07:00): {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
+    return moment
 
 
 def _env_bool(value: str | None, default: bool) -> bool:
@@ -63,6 +80,10 @@ class Settings:
     #: RFC 3161 time-stamp authority for audit seals (``LIENTHONG_TSA_URL``); None: seals are not time-stamped
     tsa_url: str | None = None
     partners: dict[str, PartnerEndpoint] = field(default_factory=dict)
+    #: dossiers submitted since this moment reach the national portal only through this hub, so one
+    #: the hub never delivered is new there and needs no TraCuuHoSo lookup; None: since the outbox's
+    #: first event (``LIENTHONG_PORTAL_SOLE_FEED_SINCE``, ISO date or date-time, Vietnam time if naive)
+    portal_sole_feed_since: datetime | None = None
 
     @property
     def pki_dir(self) -> Path:
@@ -137,4 +158,5 @@ class Settings:
             signature_algorithm=env.get("LIENTHONG_SIGNATURE_ALGORITHM") or "rsa-sha256",
             tsa_url=env.get("LIENTHONG_TSA_URL") or None,
             partners=partners,
+            portal_sole_feed_since=_env_moment(env, "LIENTHONG_PORTAL_SOLE_FEED_SINCE"),
         )

@@ -18,6 +18,7 @@ from lienthong.hub import outbox
 from lienthong.hub.audit import AuditTrail
 from lienthong.hub.breaker import BreakerConfig, CircuitBreaker
 from lienthong.hub.delivery import deliver_once, message_document_id
+from lienthong.hub.envelope import VN_TZ
 from lienthong.hub.errors import ConfigurationError
 from lienthong.hub.models import DeadLetter, OutboxEvent
 from lienthong.hub.outbox import ClaimedEvent, OutboxChange
@@ -203,6 +204,85 @@ def test_a_resend_after_a_lost_reply_is_the_same_message(engine, make_sandbox, c
     assert updates[0].document_id == updates[1].document_id
     assert accepted_versions(sandbox, 1) == [1, 2]  # applied once, answered twice
     assert sandbox.store.get_dossier(ma(1))["versions"] == 2
+
+
+class Killed(BaseException):
+    """The worker dies right after the portal applied its message, before it learns the answer."""
+
+
+class DiesAfterApplying:
+    """A portal client whose first DongBoHoSoMC reaches the portal and is applied, then the worker dies."""
+
+    def __init__(self, portal: DvcPortalClient) -> None:
+        self.portal = portal
+        self.connector = portal.connector
+
+    def __getattr__(self, name):
+        return getattr(self.portal, name)
+
+    def sync_dossiers(self, dossiers, **kw):
+        self.portal.sync_dossiers(dossiers, **kw)
+        raise Killed
+
+
+NEW_SINCE = datetime(2026, 6, 1, tzinfo=UTC)  # before every hoso()'s NgayNopHoSo
+
+
+def test_a_message_cut_off_by_a_crash_is_sent_again_whole_under_its_document_id(engine, sandbox, conn_home):
+    portal = portal_for(engine, conn_home, sandbox)
+    clock = Clock()
+    ids = enqueue(engine, [snapshot(1, 1, 1), snapshot(2, 1, 1), snapshot(3, 1, 1)], clock)
+    with pytest.raises(Killed):
+        deliver_once(engine, DiesAfterApplying(portal), worker_id="w1", policy=FAST, clock=clock, lease=30,
+                     sole_feed_since=NEW_SINCE)
+    (applied,) = sandbox.store.received("dvc_portal", "DongBoHoSoMC")
+    assert applied.outcome == "OK" and applied.document_id.startswith("ob-hs0-")
+
+    # Another worker takes over with a smaller claim (one dossier) and would look the dossiers up:
+    # the portal has them now, so regrouping would send an update, a new message applied again.
+    clock.advance(31)
+    first = deliver_once(engine, portal, worker_id="w2", policy=FAST, clock=clock, max_events=1)
+    assert (first.claimed, first.resent, first.delivered, first.lookups) == (1, 1, 1, 0)
+    rest = deliver_once(engine, portal, worker_id="w2", policy=FAST, clock=clock)
+    assert (rest.resent, rest.delivered, rest.lookups) == (1, 2, 0)
+
+    sent = sandbox.store.received("dvc_portal", "DongBoHoSoMC")
+    assert [m.outcome for m in sent] == ["OK", "DUPLICATE", "DUPLICATE"]
+    assert {m.document_id for m in sent} == {applied.document_id}
+    for n in (1, 2, 3):
+        assert accepted_versions(sandbox, n) == [1]
+    with engine.connect() as conn:
+        rows = conn.execute(select(OutboxEvent.state, OutboxEvent.document_id).where(OutboxEvent.id.in_(ids))).all()
+    assert set(rows) == {("delivered", applied.document_id)}
+
+
+def test_a_dossier_submitted_since_the_hub_became_the_only_feed_needs_no_lookup(engine, sandbox, conn_home):
+    portal = portal_for(engine, conn_home, sandbox)
+    clock = Clock()
+    # dossier 2 reached the portal some other way (an earlier integration): a create is refused,
+    # and the hub sends it again as an update, once
+    portal.sync_dossiers([hoso(2, 1, 1)], is_updating=False)
+    enqueue(engine, [snapshot(1, 1, 1), snapshot(2, 2, 2), snapshot(3, 1, 1)], clock)
+    summary = deliver_once(engine, portal, worker_id="w1", policy=FAST, clock=clock, sole_feed_since=NEW_SINCE)
+    assert (summary.delivered, summary.lookups, summary.presumed_new, summary.dead) == (3, 0, 3, 0)
+    assert accepted_versions(sandbox, 2) == [1, 2]
+    assert sandbox.store.received("dvc_portal", "TraCuuHoSo") == []
+
+    # dossiers submitted before that moment may be on the portal already: looked up once each
+    enqueue(engine, [snapshot(4, 1, 1), snapshot(5, 1, 1)], clock)
+    later = deliver_once(engine, portal, worker_id="w1", policy=FAST, clock=clock,
+                         sole_feed_since=datetime(2026, 7, 1, tzinfo=UTC))
+    assert (later.delivered, later.lookups, later.presumed_new) == (2, 2, 0)
+
+
+def test_by_default_the_hub_is_the_only_feed_since_its_first_outbox_event(engine, sandbox, conn_home):
+    portal = portal_for(engine, conn_home, sandbox)
+    clock = Clock()
+    enqueue(engine, [snapshot(1, 1, 1)], clock)  # submitted 2026-06-09, long before the outbox began
+    fresh = (clock.now + timedelta(days=1)).astimezone(VN_TZ).strftime("%Y%m%d%H%M%S")
+    enqueue(engine, [snapshot(2, 1, 1, NgayNopHoSo=fresh)], clock)
+    summary = deliver_once(engine, portal, worker_id="w1", policy=FAST, clock=clock)
+    assert (summary.delivered, summary.lookups, summary.presumed_new) == (2, 1, 1)
 
 
 # --- per-dossier rejections ------------------------------------------------------------------------------
@@ -442,3 +522,23 @@ def test_deliver_once_checks_its_arguments(engine, make_sandbox, conn_home):
     empty = deliver_once(engine, portal, worker_id="w1")
     assert (empty.claimed, empty.messages, empty.stopped) == (0, 0, None)
     assert empty.as_dict()["worker_id"] == "w1"
+
+
+# --- configuration ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2026-01-01", datetime(2026, 1, 1, tzinfo=VN_TZ)),
+    ("2026-01-01T08:00:00+00:00", datetime(2026, 1, 1, 8, tzinfo=UTC)),
+    ("", None),
+])
+def test_the_sole_feed_moment_is_read_from_the_environment(value, expected, tmp_path):
+    from lienthong.hub.settings import Settings
+
+    settings = Settings.from_env({"LIENTHONG_HOME": str(tmp_path), "LIENTHONG_PORTAL_SOLE_FEED_SINCE": value})
+    assert settings.portal_sole_feed_since == expected
+
+
+def test_a_malformed_sole_feed_moment_is_a_clear_configuration_error(tmp_path):
+    from lienthong.hub.settings import Settings
+
+    with pytest.raises(ConfigurationError, match=r"LIENTHONG_PORTAL_SOLE_FEED_SINCE is not an ISO date.*'last year'"):
+        Settings.from_env({"LIENTHONG_HOME": str(tmp_path), "LIENTHONG_PORTAL_SOLE_FEED_SINCE": "last year"})

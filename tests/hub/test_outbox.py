@@ -236,6 +236,47 @@ def test_a_dead_event_blocks_its_dossier_until_replayed_in_its_place(engine):
     assert closed.replayed_at == at(10)
 
 
+def test_a_message_is_recorded_on_the_events_it_carries_before_it_is_sent(engine):
+    ids = enqueue(engine, [snapshot(1, 1), snapshot(2, 1), snapshot(3, 1)]).ids
+    outbox.claim(engine, "w1", max_events=2, now=T0)  # dossiers 1 and 2
+    marked = outbox.assign(engine, "w1", [ids[0], ids[1], ids[2]], document_id="ob-hs0-aaaa", now=T0)
+    assert marked == {ids[0], ids[1]}  # not the event w1 does not hold
+    assert [e.idempotency_key for e in outbox.message_events(engine, "ob-hs0-aaaa")] == [
+        f"hoso:{ma(1)}:1", f"hoso:{ma(2)}:1"]
+    # the claim that takes them over (lease expired) hands the recorded DocumentId along
+    taken = outbox.claim(engine, "w2", now=at(3600))
+    assert {e.partition_key: e.document_id for e in taken.events} == {
+        ma(1): "ob-hs0-aaaa", ma(2): "ob-hs0-aaaa", ma(3): None}
+    # a worker that lost its lease records nothing, and renews nothing
+    assert outbox.assign(engine, "w1", [ids[0]], document_id="ob-hs0-bbbb", renew_ids=[ids[1]], lease=60,
+                         now=at(3601)) == set()
+    assert events(engine)[ids[0]]["document_id"] == "ob-hs0-aaaa"
+    # w2 renews its lease on the rest of its claim while marking
+    assert outbox.assign(engine, "w2", [ids[2]], document_id="ob-hs0-cccc", renew_ids=[ids[0], ids[1]], lease=600,
+                         now=at(3700)) == {ids[2]}
+    assert {events(engine)[i]["lease_expires_at"] for i in ids} == {at(4300)}
+
+
+def test_a_replayed_event_forgets_the_message_that_carried_it(engine):
+    (first,) = enqueue(engine, [snapshot(1, 1)]).ids
+    outbox.claim(engine, "w1", now=T0)
+    outbox.assign(engine, "w1", [first], document_id="ob-hs0-dddd", now=T0)
+    letters = outbox.dead_letter(engine, "w1", [first], reason_code="TRANG_THAI_KHONG_HOP_LE", reason="refused",
+                                 document_id="ob-hs0-dddd", now=T0)
+    outbox.replay(engine, [letters[first]], payloads={letters[first]: {**json.loads(events(engine)[first]["payload"]),
+                                                                        "TrangThaiHoSo": 4}}, now=at(10))
+    # the portal answered that message; the (amended) replay is a new one
+    assert events(engine)[first]["document_id"] is None
+    assert outbox.message_events(engine, "ob-hs0-dddd") == []
+
+
+def test_first_enqueued_at_is_the_outbox_go_live(engine):
+    assert outbox.first_enqueued_at(engine) is None
+    enqueue(engine, [snapshot(1, 1)], now=at(5))
+    enqueue(engine, [snapshot(2, 1)], now=at(50))
+    assert outbox.first_enqueued_at(engine) == at(5)
+
+
 def test_replay_refuses_unknown_and_closed_letters_all_or_nothing(engine):
     ids = enqueue(engine, [snapshot(1, 1), snapshot(2, 1)]).ids
     outbox.claim(engine, "w1", now=T0)

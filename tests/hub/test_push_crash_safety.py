@@ -24,16 +24,13 @@ Where each kill lands is drawn from a seeded random generator, half of the time 
   as a duplicate. Sending a full pass of lookups only to die at its first message also keeps the
   run from starving: every such kill lets at least one message through.
 
-Known defect (the test is marked ``xfail(raises=AppliedTwice, strict=True)`` until it is fixed):
-a change applied by the portal just before a kill is re-sent by the next worker in a message
-composed differently, hence under a new DocumentId, and applied a second time. Only that exact
-outcome is expected to fail; anything else (a lost or reordered change, a status going backwards,
-a refusal, a broken audit chain) fails the test as usual.
+Every DocumentId is recorded on its events before the message leaves, so the worker that takes
+the events over sends that very message again (:func:`lienthong.hub.delivery.deliver_once`); a
+change applied twice under two DocumentIds fails the test with ``AppliedTwice``.
 
 The issue asks for at least 20,000 events and 20 kills; those are the defaults.
 ``LIENTHONG_CRASH_EVENTS`` and ``LIENTHONG_CRASH_KILLS`` (at least 1) shrink them for a quick
-local run; a small run may by chance kill no worker right after an applied message and then
-XPASS, which the strict marker reports as a failure.
+local run.
 """
 
 from __future__ import annotations
@@ -155,13 +152,6 @@ class Worker:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    raises=AppliedTwice, strict=True,
-    reason="known defect in hub.delivery: after a kill between the portal applying a message and the hub "
-           "recording it, the restarted worker regroups the taken-over events (another claim, another "
-           "isUpdating after TraCuuHoSo), so the resend has a new DocumentId and the portal applies the "
-           "change again. Remove this marker once a resend repeats the original message; strict, so the "
-           "fix shows up as XPASS. Any other failure (lost, reordered, refused, audit) still fails.")
 def test_kill_9_during_the_push_loses_nothing_doubles_nothing_and_keeps_order(tmp_path, make_sandbox, conn_home):
     began = time.monotonic()
     settings = settings_for(conn_home, None, db_url=f"sqlite:///{tmp_path / 'hub.db'}")
