@@ -9,14 +9,14 @@ certificates became valid, since signatures are checked at the time they were ma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from lienthong.connectors.soapframe import wrap_soap
 from lienthong.hub.audit import AuditTrail
 from lienthong.hub.settings import Settings
 from lienthong.hub.store import make_engine, upgrade
-from lienthong.signing import SigningIdentity, Signer, TrustStore, load_identity
+from lienthong.signing import Signer, SigningIdentity, TrustStore, load_identity
 from lienthong.signing.cli import signer_for, trust_store_for
 from lienthong.signing.pki import create_ca, issue_certificate
 from lxml import etree
@@ -101,3 +101,39 @@ def clock(led: Ledger, days: int = 1):
         return state["t"]
 
     return now
+
+
+def rehash_from(engine, seq: int, **changes) -> None:
+    """Edit entry ``seq`` (``changes`` are column values) and recompute every hash after it and the
+    head, as an insider with database access but without the hub key would: the chain alone then
+    verifies."""
+    import hashlib
+
+    from lienthong.hub.audit import entry_digest
+    from lienthong.hub.models import AuditEntry, AuditHead
+    from sqlalchemy import select, update
+
+    log = AuditEntry.__table__
+    with engine.begin() as conn:
+        if changes:
+            conn.execute(update(log).where(log.c.seq == seq).values(**changes))
+        prev = conn.execute(select(log.c.prev_hash).where(log.c.seq == seq)).scalar_one()
+        rows = conn.execute(select(log).where(log.c.seq >= seq).order_by(log.c.seq)).all()
+        for row in rows:
+            values = {k: getattr(row, k) for k in (
+                "seq", "recorded_at", "direction", "partner", "operation", "document_id", "correlation_id",
+                "from_agency", "to_agency", "outcome", "latency_ms", "attempt", "body_sha256", "body_size", "error")}
+            new_hash = entry_digest(prev, **values, stored_body_sha256=hashlib.sha256(row.body).hexdigest())
+            conn.execute(update(log).where(log.c.seq == row.seq).values(prev_hash=prev, entry_hash=new_hash))
+            prev = new_hash
+        conn.execute(update(AuditHead.__table__).values(last_hash=prev))
+
+
+def resign(document: bytes, signer: Signer) -> bytes:
+    """The same audit document (seal, tombstone, manifest) signed again by ``signer``."""
+    from lienthong.hub.xmlsafe import parse_xml
+
+    root = parse_xml(document, what="document")
+    for sig in root.findall("{http://www.w3.org/2000/09/xmldsig#}Signature"):
+        root.remove(sig)
+    return signer.sign(root)
