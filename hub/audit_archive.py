@@ -263,15 +263,19 @@ def export_archive(engine: Engine, signer, out: Path, *, ca_paths=(), start: dat
 
     tmp = out.with_name(out.name + ".partial")
     stamp = created_at.astimezone(UTC).timetuple()[:6]
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in [MANIFEST, "README.txt", *sorted(n for n in files if n not in (MANIFEST, "README.txt"))]:
-            info = zipfile.ZipInfo(name, date_time=stamp if stamp[0] >= 1980 else _ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, files[name])
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    archive_sha = _file_sha256(tmp)
-    os.replace(tmp, out)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name in [MANIFEST, "README.txt", *sorted(n for n in files if n not in (MANIFEST, "README.txt"))]:
+                info = zipfile.ZipInfo(name, date_time=stamp if stamp[0] >= 1980 else _ZIP_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, files[name])
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        archive_sha = _file_sha256(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     with engine.begin() as conn:
         conn.execute(insert(_EXPORTS).values(
             created_at=created_at, created_by=created_by or _user(), first_seq=lo, last_seq=hi, entry_count=hi - lo + 1,
