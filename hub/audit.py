@@ -756,9 +756,9 @@ class AuditTrail:
                 False, checked, seq, f"entry {seq} was appended outside the ledger: the head ends at {head_seq}"
             )
         if seq != expected:
-            before = f"from {expected - 1} to {seq}" if expected > 1 else f"starts at {seq}"
+            before = f"jumps from {expected - 1} to {seq}" if expected > 1 else f"starts at {seq}"
             return ChainReport(
-                False, checked, expected, f"{_plural(expected, seq - 1)} removed: the log jumps {before}"
+                False, checked, expected, f"{_plural(expected, seq - 1)} removed: the log {before}"
             )
 
         # The canonical values straight from the row: the first fifteen columns are selected in
