@@ -32,7 +32,8 @@ from sqlalchemy import Engine, case, func, select
 
 from .models import AuditEntry
 
-__all__ = ["AuditStats", "OperationStats", "PartnerStats", "compute_stats", "write_daily_report", "PERCENTILES"]
+__all__ = ["AuditStats", "OperationStats", "PartnerStats", "compute_stats", "previous_day", "write_daily_report",
+           "PERCENTILES"]
 
 _LOG = AuditEntry.__table__
 SUCCESS_OUTCOMES = ("ok", "sent")
@@ -232,3 +233,16 @@ def write_daily_report(engine: Engine, reports_dir: Path, day: date) -> tuple[Pa
     _atomic_write(json_path, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
     _atomic_write(csv_path, stats.to_csv())
     return json_path, csv_path, stats
+
+
+def previous_day(moment: datetime | None = None) -> date:
+    """The UTC day before ``moment`` (default now): what a daily run reports on.
+
+    A scheduled ``@daily`` run starts at 00:00 UTC at the end of its interval, so the day before
+    its ``data_interval_end`` is exactly the interval it covers; a run triggered by hand during
+    the day reports on the last complete day.
+    """
+    moment = moment or datetime.now(UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).date() - timedelta(days=1)

@@ -20,7 +20,7 @@ import pytest
 from airflow_cluster import AIRFLOW_CFG, DAGS_FOLDER, TEST_AIRFLOW_HOME
 
 EXPECTED_DAG_IDS = {"lienthong_healthcheck", "lienthong_tthc_sync", "lienthong_dossier_intake",
-                    "lienthong_status_push"}
+                    "lienthong_status_push", "lienthong_audit_stats"}
 #: helper modules the DAG files share, kept out of the DagBag by dags/.airflowignore
 IGNORED = set((DAGS_FOLDER / ".airflowignore").read_text().split())
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if p.name not in IGNORED)
