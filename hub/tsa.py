@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from .errors import SignatureError, TransportError
 
-__all__ = ["TimestampInvalid", "build_request", "check_token", "request_token", "timestamper_for", "token_checker",
+__all__ = ["TimestampInvalid", "build_request", "check_token", "parse_response", "request_token", "timestamper_for", "token_checker",
            "token_certificates"]
 
 CONTENT_TYPE_QUERY = "application/timestamp-query"
@@ -167,12 +167,24 @@ def _verify_signature(cert: x509.Certificate, signature: bytes, data: bytes, dig
                                "(forged or altered token)") from None
 
 
+def parse_response(der: bytes):
+    """A DER ``TimeStampResp`` (asn1crypto's own class wrongly requires the token, which a
+    rejection does not carry)."""
+    from asn1crypto import cms, core, tsp
+
+    class _TimeStampResp(core.Sequence):
+        _fields = [("status", tsp.PKIStatusInfo), ("time_stamp_token", cms.ContentInfo, {"optional": True})]
+
+    reply = _TimeStampResp.load(der)
+    reply.native  # noqa: B018 - full parse: malformed DER fails here, inside the caller's try
+    return reply
+
+
 def request_token(url: str, signature_value: bytes, trust_store, *, timeout: float = 30.0,
                   session=None) -> tuple[bytes, datetime]:
     """Ask the TSA at ``url`` to stamp ``signature_value``; return (token DER, genTime) after
     checking the answer completely (status, nonce, imprint, signature, certificate)."""
     import requests
-    from asn1crypto import tsp
 
     nonce = secrets.randbits(63)
     body = build_request(signature_value, nonce)
@@ -184,13 +196,15 @@ def request_token(url: str, signature_value: bytes, trust_store, *, timeout: flo
     if response.status_code != 200:
         raise TimestampInvalid(f"TSA {url} answered HTTP {response.status_code}")
     try:
-        reply = tsp.TimeStampResp.load(response.content)
+        reply = parse_response(response.content)
         status = reply["status"]["status"].native
     except (ValueError, TypeError, KeyError) as exc:
         raise TimestampInvalid(f"TSA {url} answered something that is not a TimeStampResp: {exc}") from None
     if status not in ("granted", "granted_with_mods"):
-        text = reply["status"]["status_string"].native if reply["status"]["status_string"] else None
+        text = "; ".join(reply["status"]["status_string"].native or []) or None
         raise TimestampInvalid(f"TSA {url} refused the request: {status}{f' ({text})' if text else ''}")
+    if reply["time_stamp_token"].native is None:
+        raise TimestampInvalid(f"TSA {url} granted the request but sent no token")
     token = reply["time_stamp_token"].dump()
     gen_time = check_token(token, signature_value, trust_store, nonce=nonce)
     return token, gen_time

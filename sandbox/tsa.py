@@ -88,8 +88,11 @@ class SandboxTsa:
     def _rejection(self, failure: str, text: str) -> bytes:
         from asn1crypto import tsp
 
-        return tsp.TimeStampResp({"status": {"status": "rejection", "status_string": [text],
-                                             "fail_info": tsp.PKIFailureInfo({failure})}}).dump()
+        status = tsp.PKIStatusInfo({"status": "rejection", "status_string": [text],
+                                    "fail_info": tsp.PKIFailureInfo({failure})}).dump()
+        # TimeStampResp ::= SEQUENCE { status, timeStampToken OPTIONAL }: asn1crypto insists on the
+        # token, so the rejection's SEQUENCE is written by hand
+        return b"\x30" + _der_length(len(status)) + status
 
     def token(self, hashed_message: bytes, *, nonce: int | None = None):
         """The ``ContentInfo`` (asn1crypto) of a token stamping ``hashed_message`` (SHA-256)."""
@@ -136,3 +139,10 @@ class SandboxTsa:
             "signer_infos": [signer_info],
         })
         return cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
