@@ -20,7 +20,7 @@ import pytest
 from airflow_cluster import AIRFLOW_CFG, DAGS_FOLDER, TEST_AIRFLOW_HOME
 
 EXPECTED_DAG_IDS = {"lienthong_healthcheck", "lienthong_tthc_sync", "lienthong_dossier_intake",
-                    "lienthong_status_push", "lienthong_audit_stats"}
+                    "lienthong_status_push", "lienthong_audit_stats", "lienthong_audit_seal"}
 #: helper modules the DAG files share, kept out of the DagBag by dags/.airflowignore
 IGNORED = set((DAGS_FOLDER / ".airflowignore").read_text().split())
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if p.name not in IGNORED)
@@ -142,6 +142,15 @@ def test_dossier_dags_settings(dagbag):
     deliver = push.task_dict["deliver"]
     assert deliver.upstream_task_ids == {"worker_slots"}  # mapped over worker slots
     assert set(push.params.keys()) == {"workers", "batch_size"}
+
+
+def test_audit_seal_dag_settings(dagbag):
+    dag = dagbag.dags["lienthong_audit_seal"]
+    assert dag.timetable.expression == "0 * * * *"  # @hourly
+    assert dag.catchup is False and dag.max_active_runs == 1 and dag.on_failure_callback is not None
+    seal = dag.task_dict["seal"]
+    assert seal.retries == 3 and seal.retry_exponential_backoff == 2.0 and seal.retry_policy is not None
+    assert "LIENTHONG_TSA_URL" in dag.doc_md and "lienthong audit verify" in dag.doc_md
 
 
 def test_failure_callback_says_what_failed_and_where_to_look(caplog):
