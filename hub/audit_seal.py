@@ -181,6 +181,9 @@ def verify_signed(data: bytes, trust_store, hub_agency: str | None, *, tag: str,
     """
     from ..signing.verifier import Verifier
 
+    if trust_store is None:
+        raise SealInvalid(f"{what} cannot be checked: no trusted CA certificate is configured "
+                          "(LIENTHONG_TRUST, or pki/ca.crt under LIENTHONG_HOME)")
     at = _claimed_time(data, time_tag, what)
     try:
         verified = Verifier(trust_store, now=lambda: at).verify(data)
@@ -343,7 +346,9 @@ class LedgerReport:
     def as_dict(self) -> dict:
         return {
             "ok": self.ok, "where": self.where, "problem": self.problem, "head_seq": self.head_seq,
-            "entries_checked": self.chain.checked, "first_seq": self.start, "pruned_through": self.pruned_through,
+            "entries_checked": self.chain.checked,
+            # the names `audit verify --json` used before seals existed, kept for scripts reading them
+            "checked": self.chain.checked, "reason": self.problem, "first_seq": self.start, "pruned_through": self.pruned_through,
             "first_bad_seq": self.chain.first_bad_seq, "seals_verified": self.seals,
             "timestamps_verified": self.timestamps, "last_sealed_seq": self.last_sealed_seq,
             "unsealed_entries": self.unsealed, "tombstones": self.tombstones, "warnings": list(self.warnings),

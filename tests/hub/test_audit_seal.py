@@ -175,3 +175,17 @@ def test_cli_seal_and_verify(led, monkeypatch, capsys):
     assert main(["audit", "verify"]) == 1
     err = capsys.readouterr().err
     assert "audit ledger does not verify at seal 1" in err and "entries 1..6 were rewritten" in " ".join(err.split())
+
+
+def test_verify_without_a_pki_checks_the_chain_and_says_seals_cannot_be_checked(led, tmp_home, monkeypatch, capsys):
+    from lienthong.hub.cli import main
+
+    monkeypatch.setenv("LIENTHONG_DB_URL", led.settings.db_url)  # a home without pki/ca.crt
+    exchange(led, 2)
+    assert main(["audit", "verify", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["checked"] == 4 and report["reason"] is None  # the pre-seal names still work
+    create_seal(led.engine, led.signer, now=clock(led))
+    assert main(["audit", "verify"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "seal 1 cannot be checked: no trusted CA certificate is configured" in err
