@@ -15,7 +15,8 @@ seal. Checking a token (:func:`check_token`), on the hub or offline from an expo
   pinned CA, valid at the token's ``genTime`` (the same :class:`TrustStore` as messages).
 
 The nonce is checked when the answer arrives (it proves the answer is fresh, not a replay); the
-time is checked against the seal's own: a token older than the seal it stamps is refused.
+time is checked against the seal's own: a token older than the seal it stamps, or made more than
+an hour after it (a back-dated seal), is refused.
 
 DER goes through ``asn1crypto`` (pure Python); signatures through ``cryptography``.
 """
@@ -41,6 +42,9 @@ CONTENT_TYPE_QUERY = "application/timestamp-query"
 CONTENT_TYPE_REPLY = "application/timestamp-reply"
 #: how far a token's genTime may precede the seal's own SealedAt (clocks of hub and TSA differ)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+#: how long after SealedAt a token may be made: the hub asks right after signing, so a much later
+#: token means the seal's own time is not supported by the witness (a back-dated seal)
+MAX_STAMP_DELAY = timedelta(hours=1)
 _HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
@@ -234,6 +238,10 @@ def token_checker(trust_store) -> Callable[[bytes, bytes, datetime], datetime]:
         if gen_time < sealed_at - MAX_CLOCK_SKEW:
             raise TimestampInvalid(f"the time-stamp ({gen_time.isoformat()}) is older than the seal it stamps "
                                    f"({sealed_at.isoformat()})")
+        if gen_time > sealed_at + MAX_STAMP_DELAY:
+            raise TimestampInvalid(f"the time-stamp ({gen_time.isoformat()}) was made more than "
+                                   f"{MAX_STAMP_DELAY} after the time the seal claims ({sealed_at.isoformat()}): "
+                                   "the seal's time is not supported by the TSA")
         return gen_time
 
     return check

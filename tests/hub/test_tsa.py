@@ -131,6 +131,15 @@ def test_a_token_older_than_its_seal_is_refused(led, conn_home):
     assert "is older than the seal it stamps" in _verify(led).problem
 
 
+def test_a_back_dated_seal_is_not_supported_by_a_later_token(led, make_sandbox):
+    """The TSA's clock is two hours ahead of the seal's claimed time, as for a seal back-dated by two hours."""
+    later = make_sandbox(clock=lambda: datetime.now(UTC) + timedelta(hours=2))
+    led.settings = replace(led.settings, tsa_url=later.base_url + "/tsa")
+    exchange(led, 1, start=datetime.now(UTC) - timedelta(minutes=3))
+    create_seal(led.engine, led.signer, timestamper=timestamper_for(led.settings))
+    assert "was made more than 1:00:00 after the time the seal claims" in _verify(led).problem
+
+
 def test_the_answer_must_carry_the_nonce_that_was_sent(led, conn_home):
     tsa = SandboxTsa(*issue_tsa_certificate(load_ca(conn_home / "pki" / "ca.p12", PASSWORD)))
     token = _token(tsa, b"value")
