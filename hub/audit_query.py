@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import Engine, delete, insert, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 
 from .audit import _body_problem, _inflate
@@ -283,11 +283,23 @@ def _subject_seqs(kind: str, value: str):
     return select(_SUBJECT.c.seq).where(_SUBJECT.c.kind == kind, _SUBJECT.c.value == value)
 
 
-def _with_replies(seqs):
-    """Entries in ``seqs`` and the replies to the requests among them (a reply that timed out or
-    carries no code of its own still belongs to the dossier its request was about)."""
-    requests = select(_LOG.c.correlation_id).where(_LOG.c.seq.in_(seqs), _LOG.c.direction == "out")
-    return or_(_LOG.c.seq.in_(seqs), and_(_LOG.c.direction == "in", _LOG.c.correlation_id.in_(requests)))
+def _with_replies(kind: str, value: str):
+    """Entries the index lists for (kind, value), and the replies to the requests among them (a
+    reply that timed out or carries no code of its own still belongs to the dossier its request
+    was about).
+
+    Written as one ``seq IN (… UNION …)`` of two index lookups rather than ``seq IN … OR
+    correlation_id IN …``: PostgreSQL cannot use an index for that OR and scans the whole ledger
+    (77 ms at 100,000 entries, against about 1 ms this way).
+    """
+    request = _LOG.alias("request")
+    replies = (
+        select(_LOG.c.seq)
+        .join(request, request.c.correlation_id == _LOG.c.correlation_id)
+        .where(request.c.seq.in_(_subject_seqs(kind, value)), request.c.direction == "out",
+               _LOG.c.direction == "in")
+    )
+    return _LOG.c.seq.in_(union(_subject_seqs(kind, value), replies).subquery().select())
 
 
 def search(engine: Engine, query: SearchQuery, *, refresh_index: bool = True) -> list[EntryView]:
@@ -300,9 +312,9 @@ def search(engine: Engine, query: SearchQuery, *, refresh_index: bool = True) ->
         update_index(engine)
     conditions = []
     if query.dossier:
-        conditions.append(_with_replies(_subject_seqs("dossier", _clean(query.dossier) or "")))
+        conditions.append(_with_replies("dossier", _clean(query.dossier) or ""))
     if query.procedure:
-        conditions.append(_with_replies(_subject_seqs("procedure", _clean(query.procedure) or "")))
+        conditions.append(_with_replies("procedure", _clean(query.procedure) or ""))
     if query.unparsed:
         conditions.append(_LOG.c.seq.in_(select(_SUBJECT.c.seq).where(_SUBJECT.c.kind == "unparsed")))
     for column, value in ((_LOG.c.partner, query.partner), (_LOG.c.operation, query.operation),
