@@ -153,6 +153,28 @@ def test_audit_seal_dag_settings(dagbag):
     assert "LIENTHONG_TSA_URL" in dag.doc_md and "lienthong audit verify" in dag.doc_md
 
 
+def test_audit_stats_dag_writes_the_previous_days_reports(dagbag, tmp_home):
+    import json as _json
+
+    from lienthong.hub.errors import ConfigurationError
+
+    dag = dagbag.dags["lienthong_audit_stats"]
+    assert dag.timetable.expression == "0 0 * * *"  # @daily
+    assert dag.catchup is False and dag.max_active_runs == 1 and dag.on_failure_callback is not None
+    task = dag.task_dict["write_report"]
+    assert task.retries == 3 and task.retry_exponential_backoff == 2.0 and task.retry_policy is not None
+    import pendulum
+
+    result = task.python_callable(params={"day": ""}, data_interval_end=pendulum.datetime(2026, 11, 23, tz="UTC"))
+    assert result["day"] == "2026-11-22" and result["messages"] == 0
+    report = tmp_home / "reports" / "audit-stats-2026-11-22.json"
+    assert result["json"] == str(report) and _json.loads(report.read_text())["totals"]["messages"] == 0
+    assert (tmp_home / "reports" / "audit-stats-2026-11-22.csv").read_text().startswith("since,until,partner")
+    assert task.python_callable(params={"day": "2026-01-31"})["day"] == "2026-01-31"
+    with pytest.raises(ConfigurationError, match="param day '31/01/2026' is not a date"):
+        task.python_callable(params={"day": "31/01/2026"})
+
+
 def test_failure_callback_says_what_failed_and_where_to_look(caplog):
     import sys
 
