@@ -34,6 +34,7 @@ recreated for every batch size. Not a test.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
@@ -136,39 +137,142 @@ def intake(engine: Engine, onestop_engine: Engine) -> dict[str, Any]:
             "batches": summary.batches, "seconds": seconds, "rate": summary.read / seconds if seconds else 0.0}
 
 
-def deliver(engine: Engine, settings: Any, batch_size: int, sandbox: SandboxProcess,
-            worker_id: str) -> dict[str, Any]:
-    """``deliver_once`` until a pass claims nothing; events/s counted on what was delivered."""
+class NoAudit:
+    """Stands in for the audit ledger to measure what recording costs (never used by the hub itself:
+    the connector refuses to run without a ledger in production code paths)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def record(self, **_: Any) -> int:
+        return 0
+
+    def body(self, seq: int) -> bytes:
+        raise LookupError(seq)
+
+
+_COUNTS = ("passes", "claimed", "delivered", "retried", "dead", "released", "lost", "messages", "lookups",
+           "presumed_new", "resent")
+
+
+def _worker(db_url: str, batch_size: int, worker_id: str, audit: bool, results: Any, until: Any = None) -> None:
+    """One delivery worker (a process, as each mapped task of the status-push DAG is): passes until
+    the outbox holds nothing pending or claimed (and, with ``until``, that event is set: the steady
+    load is over); reports its counts and its own CPU time."""
     from lienthong.connectors.dvc_portal import DvcPortalClient
     from lienthong.connectors.soap import SoapConnector
+    from lienthong.hub import outbox
     from lienthong.hub.audit import AuditTrail
     from lienthong.hub.delivery import deliver_once
+    from lienthong.hub.settings import Settings
+    from lienthong.hub.store import make_engine
 
-    portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=AuditTrail(engine)))
-    totals = dict.fromkeys(("passes", "claimed", "delivered", "retried", "dead", "released", "lost",
-                            "messages", "lookups"), 0)
+    settings = Settings.from_env()
+    engine = make_engine(db_url)
+    ledger = AuditTrail(engine) if audit else NoAudit(engine)
+    portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=ledger))
+    totals = dict.fromkeys(_COUNTS, 0)
     reasons: dict[str, int] = {}
     stopped = None
-    sb0, cpu0, t0 = sandbox.cpu_seconds(), time.process_time(), time.perf_counter()
+    cpu0 = time.process_time()
     while True:
-        summary = deliver_once(engine, portal, worker_id=worker_id, batch_size=batch_size)
-        if summary.claimed == 0:
-            stopped = summary.stopped
-            break
+        summary = deliver_once(engine, portal, worker_id=worker_id, batch_size=batch_size,
+                               sole_feed_since=settings.portal_sole_feed_since)
         totals["passes"] += 1
-        for key in totals:
-            if key != "passes":
-                totals[key] += getattr(summary, key)
+        for key in _COUNTS[1:]:
+            totals[key] += getattr(summary, key)
         for code, count in summary.dead_reasons.items():
             reasons[code] = reasons.get(code, 0) + count
         if summary.stopped:
             stopped = summary.stopped
             break
+        if summary.claimed == 0:
+            depth = outbox.stats(engine).depth
+            if depth["pending"] + depth["claimed"] == 0 and (until is None or until.is_set()):
+                break
+            time.sleep(0.01 if until is None else 0.05)  # held by another worker, or nothing yet
+    engine.dispose()
+    results.put({**totals, "reasons": reasons, "stopped": stopped, "cpu": time.process_time() - cpu0})
+
+
+def deliver(db_url: str, batch_size: int, sandbox: SandboxProcess, *, workers: int, audit: bool = True,
+            label: str = "bench") -> dict[str, Any]:
+    """``workers`` delivery processes until the outbox is drained; events/s counted on what was
+    delivered, wall time from the first worker's start to the last one's end."""
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    sb0, t0 = sandbox.cpu_seconds(), time.perf_counter()
+    procs = [ctx.Process(target=_worker, args=(db_url, batch_size, f"{label}-b{batch_size}-w{i}", audit, results))
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    reports = [results.get() for _ in procs]
+    for proc in procs:
+        proc.join()
     wall = time.perf_counter() - t0
+    totals: dict[str, Any] = {key: sum(r[key] for r in reports) for key in _COUNTS}
+    reasons: dict[str, int] = {}
+    for report in reports:
+        for code, count in report["reasons"].items():
+            reasons[code] = reasons.get(code, 0) + count
     totals.update(seconds=wall, rate=totals["delivered"] / wall if wall else 0.0,
-                  hub_cpu=time.process_time() - cpu0, sandbox_cpu=sandbox.cpu_seconds() - sb0,
-                  reasons=reasons, stopped=stopped)
+                  hub_cpu=sum(r["cpu"] for r in reports), sandbox_cpu=sandbox.cpu_seconds() - sb0,
+                  reasons=reasons, stopped=next((r["stopped"] for r in reports if r["stopped"]), None))
     return totals
+
+
+def steady_load(db_url: str, onestop_path: Path, sandbox: SandboxProcess, *, rate: float, seconds: float,
+                workers: int, batch_size: int, period: float = 1.0) -> dict[str, Any]:
+    """Freshness under a steady load: the one-stop system changes ``rate`` times a second for
+    ``seconds``, an intake runs every ``period`` seconds, ``workers`` push continuously.
+
+    The simulator's clock is simulated (whole seconds, days per dossier life), so each batch of
+    changes is re-stamped with the real time it was committed (``cap_nhat_luc``, the column the
+    mapping reads as the change time) before the intake reads it: freshness is then real time from
+    the change in the source to the portal's acknowledgement, intake polling included."""
+    from lienthong.connectors.sources.sql import SqlSource
+    from lienthong.hub import outbox
+    from lienthong.hub.intake import intake_once
+    from lienthong.mappings.dossier import DossierMapping
+    from lienthong.sandbox.onestop import OneStopSimulator
+
+    sim = OneStopSimulator(f"sqlite:///{onestop_path}", seed=SEED + 1, start=datetime.now(UTC))
+    engine = fresh_store(db_url)
+    mapping = DossierMapping.shipped("onestop_sandbox")
+    ctx = multiprocessing.get_context("fork")
+    results, until = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_worker, args=(db_url, batch_size, f"steady-w{i}", True, results, until))
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    produced = intakes = 0
+    began = time.perf_counter()
+    try:
+        with SqlSource(sim.db.engine, mapping) as source:
+            while (elapsed := time.perf_counter() - began) < seconds:
+                due = int(rate * min(elapsed + period, seconds)) - produced
+                if due > 0:
+                    produced += sim.advance(due)
+                    stamp = datetime.now(UTC).replace(tzinfo=None)
+                    with sim.db.engine.begin() as conn:
+                        for table in ("hoso", "hoso_buoc_xu_ly"):
+                            conn.execute(text(f"UPDATE {table} SET cap_nhat_luc = :now WHERE cap_nhat_luc > :now"),
+                                         {"now": stamp})
+                intake_once(engine, source)
+                intakes += 1
+                time.sleep(max(0.0, period - (time.perf_counter() - began - elapsed)))
+            intake_once(engine, source)
+    finally:
+        until.set()
+        reports = [results.get() for _ in procs]
+        for proc in procs:
+            proc.join()
+        sim.close()
+    figures = outbox.stats(engine, window=timedelta(days=1), sample=10_000_000)
+    engine.dispose()
+    return {"produced": produced, "delivered": sum(r["delivered"] for r in reports), "intakes": intakes,
+            "p50": figures.freshness_p50, "p95": figures.freshness_p95, "samples": figures.freshness_samples,
+            "dead": figures.dead_letters, "left": {k: v for k, v in figures.depth.items() if v and k != "delivered"}}
 
 
 def hub_latency(engine: Engine) -> tuple[float | None, float | None]:
@@ -207,6 +311,14 @@ def main(argv: list[str] | None = None) -> int:
                              "PostgreSQL database has its hub tables dropped and recreated for each")
     parser.add_argument("--procedures", type=int, default=300,
                         help="sandbox catalogue size (must cover the simulator's catalogue: default 300)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="delivery worker processes, as the status-push DAG maps them (default 2)")
+    parser.add_argument("--no-audit-cost", action="store_true",
+                        help="skip the run without the audit ledger (the cost of auditing)")
+    parser.add_argument("--steady-rate", type=float, default=200.0,
+                        help="changes per second in the steady-load phase (default 200)")
+    parser.add_argument("--steady-seconds", type=float, default=30.0,
+                        help="length of the steady-load phase, 0 to skip (default 30)")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     if args.events < 10 or not batches or any(b < 1 for b in batches):
@@ -227,10 +339,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(LIENTHONG_HOME=str(home), LIENTHONG_KEY_PASSWORD=password)
         from lienthong.hub.outbox import stats
         from lienthong.hub.settings import Settings
+        from lienthong.hub.store import make_engine
 
         identity = load_identity(Settings.from_env().signing_key_path, password.encode())
         sign_rate = rsa_sign_rate(identity)
         sim, info = build_onestop(tmp / "onestop.db", args.events)
+        # The one-stop system (and the hub with it) went live when the simulation starts: the portal
+        # holds only what the hub sent, so no dossier needs a TraCuuHoSo before its first snapshot.
+        os.environ["LIENTHONG_PORTAL_SOLE_FEED_SINCE"] = info["first"].isoformat()
         total = info["dossiers"] + info["steps"]
         if args.db_url:
             probe = fresh_store(args.db_url)
@@ -253,57 +369,92 @@ def main(argv: list[str] | None = None) -> int:
               f"= ceiling for batch size 1 (one signature per event)")
         sys.stdout.flush()
 
-        runs: list[tuple[int, dict[str, Any], dict[str, Any], Any, tuple]] = []
+        # (label, batch size, audited): every batch size with the ledger, then the largest again
+        # without it, so the cost of auditing is measured in the same run
+        plan = [(f"batch {b}", b, True) for b in batches]
+        if not args.no_audit_cost:
+            plan.append((f"batch {max(batches)}, no audit", max(batches), False))
+        runs: list[dict[str, Any]] = []
+        steady = None
         try:
-            for batch in batches:
-                # a fresh portal per batch size: the same events must meet a portal that has never
-                # seen these dossiers, or the second run's first snapshots would be out of order
+            for label, batch, audited in plan:
+                # a fresh portal per run: the same events must meet a portal that has never seen
+                # these dossiers, or the second run's first snapshots would be out of order
                 sandbox = SandboxProcess(home, password, args.procedures)
                 try:
                     os.environ["LIENTHONG_DVC_URL"] = f"{sandbox.base_url}/dvc"
-                    settings = Settings.from_env()
-                    url = args.db_url or f"sqlite:///{tmp / f'hub-b{batch}.db'}"
+                    url = args.db_url or f"sqlite:///{tmp / f'hub-{len(runs)}.db'}"
                     engine = fresh_store(url)
                     taken = intake(engine, sim.db.engine)
-                    pushed = deliver(engine, settings, batch, sandbox, worker_id=f"bench-b{batch}")
-                    runs.append((batch, taken, pushed, stats(engine), hub_latency(engine)))
                     engine.dispose()
+                    pushed = deliver(url, batch, sandbox, workers=args.workers, audit=audited, label=f"r{len(runs)}")
+                    engine = make_engine(url)
+                    runs.append({"label": label, "batch": batch, "audited": audited, "taken": taken, "pushed": pushed,
+                                 "stats": stats(engine), "latency": hub_latency(engine)})
+                    engine.dispose()
+                finally:
+                    sandbox.stop()
+            if args.steady_seconds > 0:
+                sandbox = SandboxProcess(home, password, args.procedures)
+                try:
+                    os.environ["LIENTHONG_DVC_URL"] = f"{sandbox.base_url}/dvc"
+                    url = args.db_url or f"sqlite:///{tmp / 'hub-steady.db'}"
+                    steady = steady_load(url, tmp / "onestop-steady.db", sandbox, rate=args.steady_rate,
+                                         seconds=args.steady_seconds, workers=args.workers,
+                                         batch_size=max(batches))
                 finally:
                     sandbox.stop()
         finally:
             sim.close()
 
     print("== intake (one-stop SQLite → SqlSource → mapping → outbox, cursor in the same transaction)")
-    for batch, taken, *_ in runs:
-        print(f"  store for batch {batch:>3}: {taken['read']:,} changes in {taken['seconds']:.2f} s = "
+    for run in runs:
+        taken = run["taken"]
+        print(f"  store for {run['label']:>20}: {taken['read']:,} changes in {taken['seconds']:.2f} s = "
               f"{taken['rate']:,.0f} changes/s  (enqueued {taken['enqueued']:,}, dead letters {taken['dead']}, "
               f"{taken['batches']} source batch(es))")
-    print("== delivery (outbox → signed DongBoHoSoMC / CapNhatTienDoHoSoMC → sandbox acknowledgement)")
-    print(f"  {'batch':>5} {'events':>7} {'seconds':>8} {'events/s':>9} {'messages':>9} {'lookups':>8} "
+    print(f"== delivery (outbox → signed DongBoHoSoMC / CapNhatTienDoHoSoMC → sandbox acknowledgement), "
+          f"{args.workers} worker process(es)")
+    print(f"  {'run':>20} {'events':>7} {'seconds':>8} {'events/s':>9} {'messages':>9} {'lookups':>8} "
           f"{'signed/s':>8} {'dead':>5} {'retried':>7} {'hub cpu ms/ev':>13} {'sandbox cpu ms/ev':>17}")
-    for batch, _taken, p, _st, _lat in runs:
+    for run in runs:
+        p = run["pushed"]
         n = max(1, p["delivered"])
-        print(f"  {batch:>5} {p['delivered']:>7,} {p['seconds']:>8.1f} {p['rate']:>9,.1f} {p['messages']:>9,} "
-              f"{p['lookups']:>8,} {(p['messages'] + p['lookups']) / p['seconds']:>8.1f} {p['dead']:>5} {p['retried']:>7} {p['hub_cpu'] / n * 1000:>13.2f} "
-              f"{p['sandbox_cpu'] / n * 1000:>17.2f}")
+        print(f"  {run['label']:>20} {p['delivered']:>7,} {p['seconds']:>8.1f} {p['rate']:>9,.1f} {p['messages']:>9,} "
+              f"{p['lookups']:>8,} {(p['messages'] + p['lookups']) / p['seconds']:>8.1f} {p['dead']:>5} "
+              f"{p['retried']:>7} {p['hub_cpu'] / n * 1000:>13.2f} {p['sandbox_cpu'] / n * 1000:>17.2f}")
         if p["reasons"] or p["stopped"]:
             print(f"        dead letters {p['reasons']}, stopped: {p['stopped']}")
-        if batch == 1:
+        if run["batch"] == 1 and run["audited"]:
             print(f"        batch 1 reaches {p['rate'] / sign_rate:.1%} of the raw sign ceiling ({sign_rate:,.0f}/s)")
-    print("  (signed/s: signed exchanges per second, messages + TraCuuHoSo lookups; a fresh store knows no")
-    print("   dossier, so each dossier costs one lookup before its first snapshot, whatever the batch size)")
+    print("  (signed/s: signed exchanges per second, messages + TraCuuHoSo lookups. Every dossier here was")
+    print("   submitted after the hub went live (LIENTHONG_PORTAL_SOLE_FEED_SINCE), so none needs a lookup)")
+    audited = [r for r in runs if r["audited"] and r["batch"] == max(batches)]
+    bare = [r for r in runs if not r["audited"]]
+    if audited and bare:
+        with_audit, without = audited[0]["pushed"]["rate"], bare[0]["pushed"]["rate"]
+        cost = 1 - with_audit / without if without else float("nan")
+        print(f"== audit cost at batch {max(batches)}: {with_audit:,.1f} events/s with the ledger, {without:,.1f} "
+              f"without → auditing costs {cost:.1%} of throughput (target < 15%: {'met' if cost < 0.15 else 'NOT met'})")
     print("== freshness after each run (outbox.stats: delivered_at - source_changed_at) and hub latency")
-    for batch, _taken, _p, st, (lat50, lat95) in runs:
+    for run in runs:
+        st, (lat50, lat95) = run["stats"], run["latency"]
         left = {k: v for k, v in st.depth.items() if v and k != "delivered"}
-        print(f"  batch {batch:>3}: freshness p50 {human(st.freshness_p50)}, p95 {human(st.freshness_p95)} "
+        print(f"  {run['label']:>20}: freshness p50 {human(st.freshness_p50)}, p95 {human(st.freshness_p95)} "
               f"({st.freshness_samples:,} samples); hub enqueue→ack p50 {human(lat50)}, p95 {human(lat95)}; "
               f"left in outbox {left or 'nothing'}, open dead letters {st.dead_letters}")
-    print("  (freshness counts from the simulated change time: it is the age of the one-stop history")
-    print("   replayed as a backlog, not the hub's latency; enqueue→ack is the hub's part)")
+    print("  (a backlog replayed at once: freshness is the age of the simulated history, enqueue→ack the")
+    print("   hub's part while draining it)")
+    if steady is not None:
+        print(f"== steady load: {args.steady_rate:,.0f} changes/s for {args.steady_seconds:.0f} s, intake every 1 s, "
+              f"{args.workers} worker(s), batch {max(batches)}")
+        print(f"  {steady['produced']:,} changes, {steady['delivered']:,} delivered; freshness (change committed in "
+              f"the source → portal acknowledgement) p50 {human(steady['p50'])}, p95 {human(steady['p95'])} "
+              f"({steady['samples']:,} samples); left {steady['left'] or 'nothing'}, dead letters {steady['dead']}")
 
     print("== targets")
-    top = [r for r in runs if r[0] == 100] or [max(runs, key=lambda r: r[0])]
-    batch, _taken, p, *_ = top[0]
+    top = [r for r in runs if r["audited"] and r["batch"] == 100] or [max(runs, key=lambda r: r["batch"])]
+    batch, p = top[0]["batch"], top[0]["pushed"]
     rate = p["rate"]
     met = "met" if rate >= TARGET_RATE else "NOT met"
     print(f"  >= {TARGET_RATE:,.0f} events/s at batch {batch}: {rate:,.1f} events/s → {met}")

@@ -119,7 +119,7 @@ def message_document_id(operation: str, events: Sequence[ClaimedEvent], *, is_up
     if not events:
         raise ValueError("a message needs at least one event")
     digest = hashlib.sha256(f"lienthong-outbox-v1\n{operation}\n{is_updating}\n".encode())
-    for key, body in sorted((e.idempotency_key, outbox.canonical_json(e.payload)) for e in events):
+    for key, body in sorted((e.idempotency_key, e.payload_json or outbox.canonical_json(e.payload)) for e in events):
         digest.update(key.encode("utf-8") + b"\x1f" + body.encode("utf-8") + b"\x1e")
     return f"ob-{tag}-{digest.hexdigest()[:40]}"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter, defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -136,6 +137,9 @@ def test_document_id_is_derived_from_the_events_and_stable():
     first = message_document_id("DongBoHoSoMC", [a, b], is_updating=False)
     assert DOCUMENT_ID.fullmatch(first) and first.startswith("ob-hs0-")
     assert message_document_id("DongBoHoSoMC", [b, a], is_updating=False) == first  # order does not matter
+    # the outbox hands over each payload's stored canonical text: the id is the same either way
+    stored = [replace(e, payload_json=outbox.canonical_json(e.payload)) for e in (a, b)]
+    assert message_document_id("DongBoHoSoMC", stored, is_updating=False) == first
     others = {
         message_document_id("DongBoHoSoMC", [a, b], is_updating=True),
         message_document_id("DongBoHoSoMC", [a], is_updating=False),
