@@ -32,7 +32,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         trust = trust_store_for(settings)
     except ConfigurationError:
         trust = None  # the chain can still be checked; any seal will say it cannot be
-    report = verify_ledger(store.engine, trust, settings.agency_code, deep=args.deep,
+    report = verify_ledger(store.engine, trust, settings.agency_code, deep=args.deep, all_signatures=args.deep,
                            check_timestamp=token_checker(trust) if trust is not None else None)
     if args.json:
         console.print_json(json.dumps(report.as_dict()))
@@ -169,7 +169,8 @@ def register(audit_sub: argparse._SubParsersAction) -> None:
     """Add the integrity actions to ``lienthong audit``."""
     av = audit_sub.add_parser("verify", help="check the hash chain, every seal and tombstone; exit 1 naming the "
                                              "first entry or seal that fails")
-    av.add_argument("--deep", action="store_true", help="also inflate every body and check it against its digest")
+    av.add_argument("--deep", action="store_true", help="also inflate every body and check it against its digest, "
+                                                        "and verify every seal's signature (not only the newest)")
     av.add_argument("--json", action="store_true", help="machine-readable result")
     av.set_defaults(func=cmd_audit_verify)
 

@@ -189,3 +189,37 @@ def test_verify_without_a_pki_checks_the_chain_and_says_seals_cannot_be_checked(
     assert main(["audit", "verify"]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "seal 1 cannot be checked: no trusted CA certificate is configured" in err
+
+
+@pytest.mark.parametrize("all_signatures", [False, True], ids=["newest-signature", "every-signature"])
+def test_a_replaced_middle_seal_is_named_whether_or_not_every_signature_is_checked(led, all_signatures):
+    """Only the newest seal's signature is checked by default (the SHA-256 chain vouches for the
+    rest); a seal replaced in the middle, its row made consistent, is still named precisely."""
+    now = clock(led)
+    for hour in range(3):
+        exchange(led, 1, start=led.t0 + timedelta(hours=hour))
+        create_seal(led.engine, led.signer, now=now)
+    from lienthong.hub.audit_seal import sha256_hex
+
+    with led.engine.begin() as conn:
+        doc = conn.execute(select(SEALS.c.document).where(SEALS.c.id == 2)).scalar_one()
+        forged = resign(doc, foreign_signer())
+        conn.execute(update(SEALS).where(SEALS.c.id == 2).values(document=forged, seal_hash=sha256_hex(forged)))
+    report = verify_ledger(led.engine, led.trust, HUB, all_signatures=all_signatures)
+    assert report.where == "seal 2" and report.seals == 1
+    assert report.problem.startswith("seal 2 signature does not verify [CERTIFICATE_UNTRUSTED]")
+
+
+def test_an_edited_newest_seal_fails_its_signature(led):
+    exchange(led, 2)
+    create_seal(led.engine, led.signer, now=clock(led))
+    from lienthong.hub.audit_seal import sha256_hex
+
+    with led.engine.begin() as conn:
+        doc = conn.execute(select(SEALS.c.document).where(SEALS.c.id == 1)).scalar_one()
+        edited = doc.replace(b"<HeadSeq>4</HeadSeq>", b"<HeadSeq>3</HeadSeq>")
+        assert edited != doc
+        conn.execute(update(SEALS).values(document=edited, seal_hash=sha256_hex(edited), head_seq=3))
+    report = _verify(led)
+    assert report.where == "seal 1" and report.seals == 0
+    assert report.problem.startswith("seal 1 signature does not verify [SIGNATURE_DIGEST_MISMATCH]")
