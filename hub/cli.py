@@ -256,6 +256,8 @@ def cmd_intake(args: argparse.Namespace) -> int:
                       f"{summary.enqueued}, already known {summary.duplicates}, dead letters {summary.dead_lettered}")
         for outcome, count in sorted(summary.outcomes.items()):
             console.print(f"  {outcome:32} {count}")
+        for item in summary.quarantined:
+            console.print(f"[yellow]quarantined[/] {escape(item['file'])}: {item['code']}: {escape(item['reason'])}")
     return 0
 
 

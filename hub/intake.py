@@ -32,11 +32,14 @@ class IntakeSummary:
     dead_lettered: int = 0
     outcomes: Counter = field(default_factory=Counter)
     cursor: str | None = None
+    #: export files the source could not read at all and moved to quarantine in this run (file,
+    #: code, reason): bad input too, so the run reports it rather than leaving it to a log line
+    quarantined: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"source": self.source, "batches": self.batches, "read": self.read, "enqueued": self.enqueued,
                 "duplicates": self.duplicates, "dead_lettered": self.dead_lettered,
-                "outcomes": dict(self.outcomes), "cursor": self.cursor}
+                "outcomes": dict(self.outcomes), "cursor": self.cursor, "quarantined": list(self.quarantined)}
 
 
 def load_source_mapping(name_or_path: str, engine: Engine):
@@ -66,15 +69,19 @@ def stored_cursor(engine: Engine, source_name: str) -> str | None:
 def intake_once(engine: Engine, source: Source, *, max_batches: int | None = None) -> IntakeSummary:
     """Read everything the source has after the stored cursor; one transaction per batch."""
     summary = IntakeSummary(source=source.name, cursor=stored_cursor(engine, source.name))
+    rejected_files = getattr(source, "rejected", [])  # a file-drop source lists what it quarantined
+    already_rejected = len(rejected_files)
     for batch in source.changes(summary.cursor):
         with Session(engine) as session, session.begin():
             result = enqueue(session, batch.changes)
-            dead = 0
+            dead = known_dead = 0
             for item in batch.failures:
                 rejected = item.rejected()
                 if enqueue_rejected(session, rejected, reason_code=rejected["reason_code"],
                                     reason=rejected["reason"]) is not None:
                     dead += 1
+                else:
+                    known_dead += 1  # refused before (a file sent twice): already a dead letter
             row = session.get(IntakeCursor, source.name)
             if row is None:
                 session.add(IntakeCursor(source=source.name, cursor=batch.cursor, updated_at=datetime.now(UTC)))
@@ -84,10 +91,13 @@ def intake_once(engine: Engine, source: Source, *, max_batches: int | None = Non
         summary.batches += 1
         summary.read += len(batch)
         summary.enqueued += result.inserted
-        summary.duplicates += result.duplicates
+        # every row read is counted once: read == enqueued + duplicates + dead_lettered
+        summary.duplicates += result.duplicates + known_dead
         summary.dead_lettered += dead
         summary.outcomes.update(batch.outcomes())
         summary.cursor = batch.cursor
         if max_batches is not None and summary.batches >= max_batches:
             break
+    summary.quarantined = [{"file": r.name, "code": r.code, "reason": r.reason}
+                           for r in rejected_files[already_rejected:]]
     return summary
