@@ -446,9 +446,13 @@ def _message_root(raw: bytes, what: str):
 
 
 def verify_archive(path: Path | str, ca: Path | str, *, previous: Path | str | None = None,
-                   check_signatures: bool = True) -> ArchiveReport:
+                   check_signatures: bool = True, hub_agency: str | None = None) -> ArchiveReport:
     """Verify an export archive offline with only the CA certificate; raise :class:`ArchiveInvalid`
-    naming the file or entry at the first problem, else return what was checked."""
+    naming the file or entry at the first problem, else return what was checked.
+
+    The manifest, seals and requests must be signed by the agency the manifest names as the hub;
+    ``hub_agency`` pins that agency (otherwise any agency the CA certified could pass off an archive
+    of its own making as the ministry's: the report names the agency either way)."""
     from ..signing.verifier import Verifier
 
     path = Path(path)
@@ -457,6 +461,8 @@ def verify_archive(path: Path | str, ca: Path | str, *, previous: Path | str | N
     report = ArchiveReport(archive_sha256=_file_sha256(path) if path.exists() else "")
     with _open_zip(path) as zf:
         manifest = _read_manifest(zf, trust, archive)
+        if hub_agency is not None and manifest.hub != hub_agency:
+            raise ArchiveInvalid(f"{archive} was written and signed by agency {manifest.hub}, not by {hub_agency}")
         report.hub_agency, report.created_at = manifest.hub, _iso(manifest.created_at)
         names = [i.filename for i in zf.infolist()]
         extra = sorted(set(names) - set(manifest.files) - {MANIFEST})

@@ -108,7 +108,8 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 def cmd_audit_verify_archive(args: argparse.Namespace) -> int:
     from .audit_archive import verify_archive
 
-    report = verify_archive(Path(args.archive), Path(args.ca), previous=Path(args.previous) if args.previous else None)
+    report = verify_archive(Path(args.archive), Path(args.ca), previous=Path(args.previous) if args.previous else None,
+                            hub_agency=args.agency)
     if args.json:
         console.print_json(json.dumps(report.as_dict()))
         return 0
@@ -193,6 +194,8 @@ def register(audit_sub: argparse._SubParsersAction) -> None:
     va.add_argument("archive", metavar="ARCHIVE.zip")
     va.add_argument("--ca", required=True, metavar="CA.pem", help="the CA certificate the signatures must chain to")
     va.add_argument("--previous", metavar="PREV.zip", help="the previous export, to check the link between them")
+    va.add_argument("--agency", metavar="CODE", help="the hub's agency code the archive must be signed by "
+                                                     "(e.g. 000.00.00.G10)")
     va.add_argument("--json", action="store_true", help="machine-readable result")
     va.set_defaults(func=cmd_audit_verify_archive)
 

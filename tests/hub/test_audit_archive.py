@@ -134,6 +134,10 @@ def test_verify_archive_needs_the_right_ca(led, tmp_path):
     other.write_bytes(create_ca().certificate.public_bytes(serialization.Encoding.PEM))
     with pytest.raises(ArchiveInvalid, match=r"a.zip: manifest.xml signature does not verify \[CERTIFICATE_UNTRUSTED\]"):
         verify_archive(result.path, other)
+    assert verify_archive(result.path, led.ca, hub_agency=HUB).hub_agency == HUB
+    with pytest.raises(ArchiveInvalid, match=r"a.zip was written and signed by agency 000.00.00.G10, not by "
+                                             r"000.00.00.G22"):
+        verify_archive(result.path, led.ca, hub_agency="000.00.00.G22")
 
 
 def test_cli_export_and_verify_archive(led, tmp_path, monkeypatch, capsys):
