@@ -29,8 +29,12 @@ name files by time, and the portal must receive a dossier before its steps. ``ho
 read before ``buoc_xu_ly-X.csv``; in a JSON or XML file the dossier records come first.
 
 Why the cursor is still useful although files are moved: if the hub stops between committing a
-file's events and moving it, the file is still in the inbox next time. ``changes(cursor)`` with
-the last committed cursor (that file's name) moves it to ``processed/`` without reading it again.
+file's events and moving it, the file is still in the inbox next time. The cursor is that file's
+name and the SHA-256 of its bytes (``a.json|sha256:…``); ``changes(cursor)`` moves the file to
+``processed/`` unread only if it still holds those bytes. An exporter that reuses a file name
+(``export.json`` every hour) therefore never has a new export skipped: a file under a committed
+name with other bytes is read like any other (and re-reading a committed file would only find
+duplicates: idempotency keys).
 
 One reader per inbox: two hubs reading the same folder would both read a file before either moves
 it (idempotency keys would still keep the outbox free of duplicates).
@@ -39,6 +43,7 @@ it (idempotency keys would still keep the outbox free of duplicates).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -69,6 +74,8 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 PROCESSED = "processed"
 QUARANTINE = "quarantine"
 _SKIPPED_SUFFIXES = (".tmp", ".part")
+#: separates the file name from its digest in a cursor (``|`` cannot be in a name on Windows shares)
+_DIGEST_MARK = "|sha256:"
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,16 +208,18 @@ class FileDropSource:
     def changes(self, cursor: str | None = None) -> Iterator[SourceBatch]:
         """One batch per readable file; broken files are quarantined on the way.
 
-        ``cursor`` is the last committed batch's cursor (a file name): if that file is still in
-        the inbox, its events are already committed, so it is moved to ``processed/`` unread.
+        ``cursor`` is the last committed batch's cursor (file name and digest): if that file is
+        still in the inbox with the same bytes, its events are already committed, so it is moved to
+        ``processed/`` unread.
         """
         if cursor:
-            committed = self.inbox / cursor
-            if cursor == committed.name and committed.is_file():
+            name, _, digest = cursor.partition(_DIGEST_MARK)
+            committed = self.inbox / name
+            if name == committed.name and committed.is_file() and digest and self._digest(committed) == digest:
                 self.mark_done(committed)
         for path in self.pending():
             try:
-                records = self.read_file(path)
+                records, digest = self._read(path)
             except ExportFileRejected as exc:
                 self._reject(path, exc)
                 continue
@@ -221,11 +230,22 @@ class FileDropSource:
                 continue  # taken away meanwhile: nothing to read
             items: list[SourceItem] = map_rows(self.mapping, DOSSIER, records.get(DOSSIER, ()))
             items += map_rows(self.mapping, STEP, records.get(STEP, ()))
-            yield SourceBatch(source=self.name, cursor=path.name, items=tuple(items), origin=path.name, file=path)
+            yield SourceBatch(source=self.name, cursor=f"{path.name}{_DIGEST_MARK}{digest}", items=tuple(items),
+                              origin=path.name, file=path)
 
     def read_file(self, path: Path) -> Records:
         """The raw records of one export file by kind, or a specific :class:`ExportFileRejected`
         (:class:`~lienthong.hub.errors.XmlRejected` for hostile or broken XML)."""
+        return self._read(path)[0]
+
+    def _digest(self, path: Path) -> str | None:
+        try:
+            return hashlib.sha256(self._read_bytes(path)).hexdigest()
+        except (OSError, ExportFileRejected):
+            return None
+
+    def _read(self, path: Path) -> tuple[Records, str]:
+        """The records of one export file and the SHA-256 of the bytes they were read from."""
         name = path.name
         suffix = path.suffix.lower().lstrip(".")
         if suffix not in ("json", "csv", "xml"):
@@ -236,12 +256,13 @@ class FileDropSource:
         if path.is_symlink() or not path.is_file():
             raise ExportFileUnsupported(f"{name}: not a regular file")
         data = self._read_bytes(path)
+        digest = hashlib.sha256(data).hexdigest()
         if suffix == "xml":
-            return self._read_xml(name, data)
+            return self._read_xml(name, data), digest
         text = self._decode(name, data)
         if suffix == "json":
-            return self._read_json(name, text)
-        return self._read_csv(name, text)
+            return self._read_json(name, text), digest
+        return self._read_csv(name, text), digest
 
     def _read_bytes(self, path: Path) -> bytes:
         try:

@@ -4,6 +4,7 @@ broken ones quarantined with the reason, and the rest of the inbox carries on.""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -113,8 +114,9 @@ def test_json_export_is_one_batch_and_moves_to_processed_after_ack(inbox, source
     drop(inbox, "onestop-20261120T073000Z-0000000008.json", json.dumps(doc, ensure_ascii=False))
     assert isinstance(source, Source) and source.name == "onestop_sandbox"
     (batch,) = list(source.changes())
-    assert batch.cursor == batch.origin == "onestop-20261120T073000Z-0000000008.json"
-    assert batch.file == inbox / batch.cursor and batch.outcomes() == {MAPPED: 4}
+    assert batch.origin == "onestop-20261120T073000Z-0000000008.json"
+    assert batch.cursor == f"{batch.origin}|sha256:{hashlib.sha256(batch.file.read_bytes()).hexdigest()}"
+    assert batch.file == inbox / batch.origin and batch.outcomes() == {MAPPED: 4}
     assert [i.kind for i in batch.items] == [DOSSIER, DOSSIER, STEP, STEP]  # dossiers first, whatever the file's order
     assert keys(batch) == [f"hoso:{CODE.format(1)}:2", f"hoso:{CODE.format(2)}:2", "buoc:7", "buoc:8"]
     first = batch.changes[0]
@@ -122,7 +124,7 @@ def test_json_export_is_one_batch_and_moves_to_processed_after_ack(inbox, source
     assert [c.status for c in batch.changes] == [2, 3, 2, 3]
 
     source.ack(batch)
-    assert not batch.file.exists() and (inbox / "processed" / batch.cursor).is_file()
+    assert not batch.file.exists() and (inbox / "processed" / batch.origin).is_file()
     assert list(source.changes(batch.cursor)) == []
 
 
@@ -131,7 +133,7 @@ def test_csv_exports_one_file_per_table_dossiers_first(inbox, source):
     drop(inbox, "hoso-20261120T073000Z-0000000003.csv",
          csv_bytes(HOSO_COLUMNS, [dossier(5, email="khoa.do@example.vn"), dossier(6, phien_ban="1")], bom=True))
     batches = list(source.changes())
-    assert [b.cursor for b in batches] == ["hoso-20261120T073000Z-0000000003.csv",
+    assert [b.origin for b in batches] == ["hoso-20261120T073000Z-0000000003.csv",
                                            "buoc_xu_ly-20261120T073000Z-0000000003.csv"]
     hoso_batch, step_batch = batches
     assert keys(hoso_batch) == [f"hoso:{CODE.format(5)}:2", f"hoso:{CODE.format(6)}:1"]
@@ -141,7 +143,7 @@ def test_csv_exports_one_file_per_table_dossiers_first(inbox, source):
     assert change.record["MaHoSo"] == CODE.format(5)  # the BOM did not stick to the first column name
     for batch in batches:
         source.ack(batch)
-    assert sorted(p.name for p in (inbox / "processed").iterdir()) == sorted(b.cursor for b in batches)
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == sorted(b.origin for b in batches)
 
 
 def test_xml_export(inbox, source):
@@ -160,11 +162,11 @@ def test_every_format_maps_to_the_same_changes(inbox, mapping, tmp_path):
     drop(inbox, "hoso-c.csv", csv_bytes(HOSO_COLUMNS, rows))
     drop(inbox, "buoc_xu_ly-c.csv", csv_bytes(STEP_COLUMNS, step_rows))
     batches = list(FileDropSource(inbox, mapping).changes())
-    by_file = {b.cursor: b for b in batches}
+    by_file = {b.origin: b for b in batches}
     expected = [c.record for c in by_file["a.json"].changes]
     assert [c.record for c in by_file["b.xml"].changes] == expected
     assert [c.record for c in by_file["hoso-c.csv"].changes + by_file["buoc_xu_ly-c.csv"].changes] == expected
-    assert all(b.outcomes()["normalised"] == 1 for b in batches if b.cursor != "buoc_xu_ly-c.csv")
+    assert all(b.outcomes()["normalised"] == 1 for b in batches if b.origin != "buoc_xu_ly-c.csv")
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,21 +183,35 @@ def test_files_being_written_and_folders_are_left_alone(inbox, mapping):
     assert source.pending() == [] and list(source.changes()) == []
     assert not source.rejected
     later = FileDropSource(inbox, mapping, min_age_seconds=30, clock=lambda: now + 31)
-    assert [b.cursor for b in later.changes()] == ["fresh.json"]
+    assert [b.origin for b in later.changes()] == ["fresh.json"]
 
 
 def test_a_committed_file_left_in_the_inbox_is_not_read_again(inbox, source):
     drop(inbox, "a.json", json.dumps({"hoso": [dossier(1)]}))
     drop(inbox, "b.json", json.dumps({"hoso": [dossier(2)]}))
     first = next(iter(source.changes()))
-    assert first.cursor == "a.json"
+    assert first.cursor.startswith("a.json|sha256:")
     # the caller committed a.json's events and cursor, then stopped before ack: next run
-    batches = list(source.changes("a.json"))
-    assert [b.cursor for b in batches] == ["b.json"]
+    batches = list(source.changes(first.cursor))
+    assert [b.cursor.split("|")[0] for b in batches] == ["b.json"]
     assert (inbox / "processed" / "a.json").is_file()
-    # a cursor is only ever a name in the inbox
-    assert [b.cursor for b in source.changes("../inbox/b.json")] == ["b.json"]
-    assert list(source.changes("b.json")) == [] and (inbox / "processed" / "b.json").is_file()
+    # a cursor only ever names a file in the inbox
+    assert [b.cursor.split("|")[0] for b in source.changes("../inbox/" + batches[0].cursor)] == ["b.json"]
+    assert list(source.changes(batches[0].cursor)) == [] and (inbox / "processed" / "b.json").is_file()
+
+
+def test_a_new_export_under_a_committed_name_is_read(inbox, source):
+    """An exporter that writes export.json every time: the name is the committed cursor's, the
+    bytes are new, so it is a new export and must not be skipped."""
+    drop(inbox, "export.json", json.dumps({"hoso": [dossier(1)]}))
+    (first,) = list(source.changes())
+    source.ack(first)
+    drop(inbox, "export.json", json.dumps({"hoso": [dossier(2)]}))
+    (second,) = list(source.changes(first.cursor))
+    assert [item.change.payload["MaHoSo"] for item in second.items] == [dossier(2)["so_ho_so"]]
+    assert second.cursor != first.cursor
+    # a cursor without a digest (or for other bytes) never skips a file: reading it again is harmless
+    assert len(list(source.changes("export.json"))) == 1
 
 
 def test_a_file_sent_twice_is_kept_twice(inbox, source):
@@ -257,7 +273,7 @@ def test_a_broken_file_is_quarantined_with_its_reason_and_the_inbox_carries_on(i
     seen: list[RejectedFile] = []
     source = FileDropSource(inbox, mapping, on_reject=seen.append)
     batches = list(source.changes())
-    assert [b.cursor for b in batches] == ["a-good.json", "z-good.json"]
+    assert [b.origin for b in batches] == ["a-good.json", "z-good.json"]
     assert all(b.outcomes() == {MAPPED: 2} for b in batches)
     (rejected,) = source.rejected
     assert seen == [rejected]
