@@ -33,8 +33,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -197,78 +199,98 @@ def export_archive(engine: Engine, signer, out: Path, *, ca_paths=(), start: dat
         create_seal(engine, signer, force=True, timestamper=timestamper, now=now)
         sealed_now = True
     created_at = now()
-    files: dict[str, bytes] = {}
-    entries_lines: list[bytes] = []
-    signer_certs: dict[bytes, x509.Certificate] = {}
-    with engine.connect() as conn:
-        prev = conn.execute(select(_EXPORTS).order_by(_EXPORTS.c.id.desc()).limit(1)).one_or_none()
-        for row in conn.execute(select(_LOG).where(_LOG.c.seq >= lo, _LOG.c.seq <= hi).order_by(_LOG.c.seq)):
-            raw, problem = _body_problem(bytes(row.body), row.body_sha256, row.body_size)
-            if problem is not None or raw is None:
-                raise AuditChainBroken(f"cannot export entry {row.seq}: {problem}; run 'lienthong audit verify'")
-            entry = _entry_dict(row)
-            name = f"messages/{row.seq}-{row.direction}-{_safe_name(row.operation)}.xml"
-            entry["file"] = name
-            files[name] = raw
-            entries_lines.append(json.dumps(entry, ensure_ascii=False, sort_keys=True).encode() + b"\n")
-            cert = _signer_certificate(raw)
-            if cert is not None:
-                signer_certs.setdefault(cert.fingerprint(hashes_sha256()), cert)
-        first = json.loads(entries_lines[0])
-        last = json.loads(entries_lines[-1])
-        seal_rows = conn.execute(select(_SEALS).where(_SEALS.c.head_seq >= lo).order_by(_SEALS.c.id)).all()
-        kept = []
-        for seal in seal_rows:
-            kept.append(seal)
-            if seal.head_seq >= hi:
-                break
-        anchor = kept[-1]
-        after_lines = [json.dumps(_entry_dict(r), sort_keys=True).encode() + b"\n" for r in conn.execute(
-            select(_LOG).where(_LOG.c.seq > hi, _LOG.c.seq <= anchor.head_seq).order_by(_LOG.c.seq))]
-    files[ENTRIES] = b"".join(entries_lines)
-    if after_lines:
-        files[AFTER] = b"".join(after_lines)
-    tsa_certs: list[x509.Certificate] = []
-    for seal in kept:
-        files[f"seals/{seal.id}.xml"] = bytes(seal.document)
-        if seal.tsa_token is not None:
-            files[f"seals/{seal.id}.tsr"] = bytes(seal.tsa_token)
-            from .tsa import token_certificates
+    stamp = created_at.astimezone(UTC).timetuple()[:6]
+    stamp = stamp if stamp[0] >= 1980 else _ZIP_TIME
+    listed: dict[str, tuple[str, int]] = {}  # name -> (sha256, size), for the manifest
 
-            tsa_certs.extend(token_certificates(bytes(seal.tsa_token)))
-    files["certs/hub.pem"] = _certificate_pem(signer.identity.certificate)
-    for i, cert in enumerate(signer_certs.values(), 1):
-        files[f"certs/signer-{i}.pem"] = _certificate_pem(cert)
-    for i, cert in enumerate({c.fingerprint(hashes_sha256()): c for c in tsa_certs}.values(), 1):
-        files[f"certs/tsa-{i}.pem"] = _certificate_pem(cert)
-    ca_blob = b"".join(Path(p).read_bytes() for p in ca_paths)
-    if ca_blob:
-        files["certs/ca.pem"] = ca_blob
-    files["README.txt"] = _readme(lo, hi, created_at).encode()
-
-    manifest = etree.Element(_q("AuditArchive"), nsmap={None: AUDIT_NS})
-    etree.SubElement(manifest, _q("CreatedAt")).text = _iso(created_at)
-    etree.SubElement(manifest, _q("Hub"), agency=signer.agency_code)
-    etree.SubElement(manifest, _q("Range"), firstSeq=str(lo), lastSeq=str(hi), entries=str(hi - lo + 1),
-                     anchorHash=first["prev_hash"], lastHash=last["entry_hash"],
-                     anchorSeal=str(anchor.id),
-                     **({"from": _iso(start)} if start else {}), **({"to": _iso(end)} if end else {}))
-    if prev is not None:
-        etree.SubElement(manifest, _q("Previous"), archiveSha256=prev.archive_sha256, firstSeq=str(prev.first_seq),
-                         lastSeq=str(prev.last_seq), lastHash=prev.last_hash)
-    listing = etree.SubElement(manifest, _q("Files"))
-    for name in sorted(files):
-        etree.SubElement(listing, _q("File"), path=name, sha256=sha256_hex(files[name]), size=str(len(files[name])))
-    files[MANIFEST] = signer.sign(manifest)
+    def put(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+        info = zipfile.ZipInfo(name, date_time=stamp)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, data)
+        listed[name] = (sha256_hex(data), len(data))
 
     tmp = out.with_name(out.name + ".partial")
-    stamp = created_at.astimezone(UTC).timetuple()[:6]
+    signer_certs: dict[bytes, x509.Certificate] = {}
+    first = last = None
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name in [MANIFEST, "README.txt", *sorted(n for n in files if n not in (MANIFEST, "README.txt"))]:
-                info = zipfile.ZipInfo(name, date_time=stamp if stamp[0] >= 1980 else _ZIP_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, files[name])
+        # Streamed: messages go into the zip as they are read, entry lines into a temporary file,
+        # so a month of traffic never has to fit in memory. The manifest, which needs every hash,
+        # is written last.
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf, \
+                tempfile.TemporaryFile() as entry_lines, engine.connect() as conn:
+            put(zf, "README.txt", _readme(lo, hi, created_at).encode())
+            prev = conn.execute(select(_EXPORTS).order_by(_EXPORTS.c.id.desc()).limit(1)).one_or_none()
+            rows = conn.execution_options(yield_per=50).execute(
+                select(_LOG).where(_LOG.c.seq >= lo, _LOG.c.seq <= hi).order_by(_LOG.c.seq))
+            for row in rows:
+                raw, problem = _body_problem(bytes(row.body), row.body_sha256, row.body_size)
+                if problem is not None or raw is None:
+                    raise AuditChainBroken(f"cannot export entry {row.seq}: {problem}; run 'lienthong audit verify'")
+                entry = _entry_dict(row)
+                entry["file"] = name = f"messages/{row.seq}-{row.direction}-{_safe_name(row.operation)}.xml"
+                put(zf, name, raw)
+                entry_lines.write(json.dumps(entry, ensure_ascii=False, sort_keys=True).encode() + b"\n")
+                first = first or entry
+                last = entry
+                cert = _signer_certificate(raw)
+                if cert is not None:
+                    signer_certs.setdefault(cert.fingerprint(hashes_sha256()), cert)
+            rows.close()
+            assert first is not None and last is not None  # _seq_range found the range complete
+            entry_lines.seek(0)
+            digest, size = hashlib.sha256(), 0
+            info = zipfile.ZipInfo(ENTRIES, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w") as member:
+                for chunk in iter(lambda: entry_lines.read(1 << 20), b""):
+                    member.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            listed[ENTRIES] = (digest.hexdigest(), size)
+
+            kept = []
+            for seal in conn.execute(select(_SEALS).where(_SEALS.c.head_seq >= lo).order_by(_SEALS.c.id)):
+                kept.append(seal)
+                if seal.head_seq >= hi:
+                    break
+            anchor = kept[-1]
+            after = b"".join(json.dumps(_entry_dict(r), sort_keys=True).encode() + b"\n" for r in conn.execute(
+                select(_LOG).where(_LOG.c.seq > hi, _LOG.c.seq <= anchor.head_seq).order_by(_LOG.c.seq)))
+            if after:
+                put(zf, AFTER, after)
+            tsa_certs: dict[bytes, x509.Certificate] = {}
+            for seal in kept:
+                put(zf, f"seals/{seal.id}.xml", bytes(seal.document))
+                if seal.tsa_token is not None:
+                    from .tsa import token_certificates
+
+                    put(zf, f"seals/{seal.id}.tsr", bytes(seal.tsa_token))
+                    for cert in token_certificates(bytes(seal.tsa_token)):
+                        tsa_certs.setdefault(cert.fingerprint(hashes_sha256()), cert)
+            put(zf, "certs/hub.pem", _certificate_pem(signer.identity.certificate))
+            for i, cert in enumerate(signer_certs.values(), 1):
+                put(zf, f"certs/signer-{i}.pem", _certificate_pem(cert))
+            for i, cert in enumerate(tsa_certs.values(), 1):
+                put(zf, f"certs/tsa-{i}.pem", _certificate_pem(cert))
+            ca_blob = b"".join(Path(p).read_bytes() for p in ca_paths)
+            if ca_blob:
+                put(zf, "certs/ca.pem", ca_blob)
+
+            manifest = etree.Element(_q("AuditArchive"), nsmap={None: AUDIT_NS})
+            etree.SubElement(manifest, _q("CreatedAt")).text = _iso(created_at)
+            etree.SubElement(manifest, _q("Hub"), agency=signer.agency_code)
+            etree.SubElement(manifest, _q("Range"), firstSeq=str(lo), lastSeq=str(hi), entries=str(hi - lo + 1),
+                             anchorHash=first["prev_hash"], lastHash=last["entry_hash"], anchorSeal=str(anchor.id),
+                             **({"from": _iso(start)} if start else {}), **({"to": _iso(end)} if end else {}))
+            if prev is not None:
+                etree.SubElement(manifest, _q("Previous"), archiveSha256=prev.archive_sha256,
+                                 firstSeq=str(prev.first_seq), lastSeq=str(prev.last_seq), lastHash=prev.last_hash)
+            listing = etree.SubElement(manifest, _q("Files"))
+            for name in sorted(listed):
+                etree.SubElement(listing, _q("File"), path=name, sha256=listed[name][0], size=str(listed[name][1]))
+            info = zipfile.ZipInfo(MANIFEST, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, signer.sign(manifest))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         archive_sha = _file_sha256(tmp)
@@ -356,7 +378,7 @@ def _read_member(zf: zipfile.ZipFile, name: str, archive: str) -> bytes:
         return zf.read(name)
     except KeyError:
         raise ArchiveInvalid(f"{archive}: {name} is missing from the archive") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:  # CRC error, truncated data
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:  # CRC error, truncated data
         raise ArchiveInvalid(f"{archive}: {name} cannot be read (truncated or damaged): {exc}") from None
 
 
@@ -401,35 +423,31 @@ def _read_manifest(zf: zipfile.ZipFile, trust_store, archive: str) -> _Manifest:
         raise ArchiveInvalid(f"{archive}: manifest.xml has a malformed <Range>: {exc}") from None
 
 
-def _jsonl(data: bytes, name: str, archive: str) -> Iterator[dict]:
-    for number, line in enumerate(data.splitlines(), 1):
-        try:
-            yield json.loads(line)
-        except ValueError as exc:
-            raise ArchiveInvalid(f"{archive}: {name} line {number} is not JSON: {exc}") from None
+class _ChainWalk:
+    """The hash chain of an entries file, checked one entry at a time (constant memory)."""
 
+    def __init__(self, anchor: str, first_seq: int, name: str, archive: str):
+        self.prev, self.expected, self.name, self.archive = anchor, first_seq, name, archive
 
-def _check_chain(entries: list[dict], anchor: str, first_seq: int, name: str, archive: str) -> str:
-    prev, expected = anchor, first_seq
-    for entry in entries:
+    def step(self, entry: dict) -> None:
+        archive, name, expected = self.archive, self.name, self.expected
         seq = entry.get("seq")
         if seq != expected:
             if isinstance(seq, int) and seq > expected:
                 raise ArchiveInvalid(f"{archive}: {name}: entry {expected} is missing (the entries jump to {seq})")
             raise ArchiveInvalid(f"{archive}: {name}: entry {seq} is out of place (expected entry {expected}): "
                                  "entries were inserted or reordered")
-        if entry.get("prev_hash") != prev:
+        if entry.get("prev_hash") != self.prev:
             raise ArchiveInvalid(f"{archive}: {name}: entry {seq} does not link to entry {seq - 1} (prev_hash "
                                  "mismatch): entries were removed, inserted or reordered")
         try:
-            recomputed = _digest_of(entry, prev)
+            recomputed = _digest_of(entry, self.prev)
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveInvalid(f"{archive}: {name}: entry {seq} has a malformed field: {exc}") from None
         if recomputed != entry.get("entry_hash"):
             raise ArchiveInvalid(f"{archive}: {name}: entry {seq} metadata edited: its fields no longer match its "
                                  "entry_hash")
-        prev, expected = entry["entry_hash"], expected + 1
-    return prev
+        self.prev, self.expected = entry["entry_hash"], expected + 1
 
 
 def _message_root(raw: bytes, what: str):
@@ -452,9 +470,9 @@ def verify_archive(path: Path | str, ca: Path | str, *, previous: Path | str | N
 
     The manifest, seals and requests must be signed by the agency the manifest names as the hub;
     ``hub_agency`` pins that agency (otherwise any agency the CA certified could pass off an archive
-    of its own making as the ministry's: the report names the agency either way)."""
-    from ..signing.verifier import Verifier
-
+    of its own making as the ministry's: the report names the agency either way). Members are read
+    as streams, one message at a time, so an archive of any size verifies in constant memory.
+    """
     path = Path(path)
     trust = _load_ca(ca)
     archive = path.name
@@ -464,65 +482,55 @@ def verify_archive(path: Path | str, ca: Path | str, *, previous: Path | str | N
         if hub_agency is not None and manifest.hub != hub_agency:
             raise ArchiveInvalid(f"{archive} was written and signed by agency {manifest.hub}, not by {hub_agency}")
         report.hub_agency, report.created_at = manifest.hub, _iso(manifest.created_at)
-        names = [i.filename for i in zf.infolist()]
-        extra = sorted(set(names) - set(manifest.files) - {MANIFEST})
+        names = {i.filename for i in zf.infolist()}
+        extra = sorted(names - set(manifest.files) - {MANIFEST})
         if extra:
             raise ArchiveInvalid(f"{archive}: {extra[0]} is not listed in the signed manifest (a file was added)")
-        contents: dict[str, bytes] = {}
         for name, (sha, size) in sorted(manifest.files.items()):
             if name not in names:
                 raise ArchiveInvalid(f"{archive}: {name} is listed in the manifest but missing from the archive "
                                      "(truncated)")
-            data = _read_member(zf, name, archive)
-            if len(data) != size or sha256_hex(data) != sha:
-                raise ArchiveInvalid(f"{archive}: {name} does not match the manifest (SHA-256 "
-                                     f"{sha256_hex(data)[:16]}…, manifest {sha[:16]}…, {len(data)} vs {size} bytes): "
-                                     "the file was changed or swapped")
-            contents[name] = data
+            actual_sha, actual_size = _member_digest(zf, name, archive)
+            if actual_size != size or actual_sha != sha:
+                raise ArchiveInvalid(f"{archive}: {name} does not match the manifest (SHA-256 {actual_sha[:16]}…, "
+                                     f"manifest {sha[:16]}…, {actual_size} vs {size} bytes): the file was changed or "
+                                     "swapped")
         report.files = len(manifest.files)
 
-    entries = list(_jsonl(contents.get(ENTRIES, b""), ENTRIES, archive))
-    if len(entries) != manifest.entries:
-        raise ArchiveInvalid(f"{archive}: {ENTRIES} holds {len(entries)} entries, the manifest says {manifest.entries}")
-    last_hash = _check_chain(entries, manifest.anchor_hash, manifest.first_seq, ENTRIES, archive)
-    if entries and (entries[-1]["seq"] != manifest.last_seq or last_hash != manifest.last_hash):
-        raise ArchiveInvalid(f"{archive}: the chain ends at entry {entries[-1]['seq']} with another hash than the "
-                             f"manifest's last entry {manifest.last_seq}")
-    after = list(_jsonl(contents.get(AFTER, b""), AFTER, archive))
-    _check_chain(after, last_hash, manifest.last_seq + 1, AFTER, archive)
-    hashes = {e["seq"]: e["entry_hash"] for e in entries + after}
-    report.first_seq, report.last_seq, report.entries = manifest.first_seq, manifest.last_seq, len(entries)
-
-    for entry in entries:
-        name = entry.get("file") or ""
-        raw = contents.get(name)
-        if raw is None:
-            raise ArchiveInvalid(f"{archive}: entry {entry['seq']} names {name!r}, which is not in the archive")
-        if len(raw) != entry["body_size"] or sha256_hex(raw) != entry["body_sha256"]:
-            raise ArchiveInvalid(f"{archive}: {name} (entry {entry['seq']}) payload edited: its bytes do not match the "
-                                 "entry's body_sha256/body_size")
-
-    _verify_archive_seals(contents, manifest, hashes, trust, report, archive)
-
-    if check_signatures:
-        for entry in entries:
-            name, raw = entry["file"], contents[entry["file"]]
-            at = datetime.fromisoformat(entry["recorded_at"])
-            required = entry["outcome"] in SIGNED_OUTCOMES
-            try:
-                root = _message_root(raw, name)
-                if root is None:
-                    raise SignatureError("the message carries no signed document (empty, fault or not SOAP)")
-                verified = Verifier(trust, now=lambda at=at: at).verify(root)
-                if entry.get("from_agency") and verified.signer_agency != entry["from_agency"]:
-                    raise SignatureError(f"signed by agency {verified.signer_agency}, but the entry records it as "
-                                         f"from {entry['from_agency']}")
-                report.signatures_verified += 1
-            except HubError as exc:
-                if required:
-                    raise ArchiveInvalid(f"{archive}: {name} (entry {entry['seq']}, {entry['outcome']}) signature does "
-                                         f"not verify [{exc.code}]: {exc}") from None
-                report.signatures_not_required += 1
+        seals = _archive_seals(zf, manifest, trust, report, archive)
+        wanted = {doc.head_seq for doc in seals}
+        hashes: dict[int, str] = {}
+        walk = _ChainWalk(manifest.anchor_hash, manifest.first_seq, ENTRIES, archive)
+        count = 0
+        if ENTRIES not in manifest.files:
+            raise ArchiveInvalid(f"{archive}: {ENTRIES} is not in the archive")
+        with zf.open(ENTRIES) as lines:
+            for number, line in enumerate(lines, 1):
+                try:
+                    entry = json.loads(line)
+                except ValueError as exc:
+                    raise ArchiveInvalid(f"{archive}: {ENTRIES} line {number} is not JSON: {exc}") from None
+                walk.step(entry)
+                count += 1
+                if entry["seq"] in wanted:
+                    hashes[entry["seq"]] = entry["entry_hash"]
+                _check_message(zf, entry, manifest, trust, report, archive, check_signatures)
+        if count != manifest.entries:
+            raise ArchiveInvalid(f"{archive}: {ENTRIES} holds {count} entries, the manifest says {manifest.entries}")
+        if count and (walk.expected - 1 != manifest.last_seq or walk.prev != manifest.last_hash):
+            raise ArchiveInvalid(f"{archive}: the chain ends at entry {walk.expected - 1} with another hash than the "
+                                 f"manifest's last entry {manifest.last_seq}")
+        after = _ChainWalk(walk.prev, manifest.last_seq + 1, AFTER, archive)
+        if AFTER in manifest.files:
+            for number, line in enumerate(_read_member(zf, AFTER, archive).splitlines(), 1):
+                try:
+                    entry = json.loads(line)
+                except ValueError as exc:
+                    raise ArchiveInvalid(f"{archive}: {AFTER} line {number} is not JSON: {exc}") from None
+                after.step(entry)
+                hashes[entry["seq"]] = entry["entry_hash"]
+    report.first_seq, report.last_seq, report.entries = manifest.first_seq, manifest.last_seq, count
+    _match_seals(seals, hashes, manifest, archive)
 
     if previous is not None:
         _check_previous(Path(previous), manifest, trust, archive)
@@ -534,42 +542,92 @@ def verify_archive(path: Path | str, ca: Path | str, *, previous: Path | str | N
     return report
 
 
-def _verify_archive_seals(contents: dict[str, bytes], manifest: _Manifest, hashes: dict[int, str], trust,
-                          report: ArchiveReport, archive: str) -> None:
-    seal_names = sorted((n for n in contents if n.startswith("seals/") and n.endswith(".xml")),
-                        key=lambda n: int(Path(n).stem) if Path(n).stem.isdigit() else -1)
-    prev_doc = None
-    anchored = False
-    for name in seal_names:
+def _member_digest(zf: zipfile.ZipFile, name: str, archive: str) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    try:
+        with zf.open(name) as member:
+            for chunk in iter(lambda: member.read(1 << 20), b""):
+                digest.update(chunk)
+                size += len(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:  # CRC error, truncated data
+        raise ArchiveInvalid(f"{archive}: {name} cannot be read (truncated or damaged): {exc}") from None
+    return digest.hexdigest(), size
+
+
+def _check_message(zf: zipfile.ZipFile, entry: dict, manifest: _Manifest, trust, report: ArchiveReport,
+                   archive: str, check_signatures: bool) -> None:
+    """One entry's message: its bytes against the entry, then its own XML-DSig signature."""
+    from ..signing.verifier import Verifier
+
+    name = entry.get("file") or ""
+    if name not in manifest.files:
+        raise ArchiveInvalid(f"{archive}: entry {entry['seq']} names {name!r}, which is not in the archive")
+    raw = _read_member(zf, name, archive)
+    if len(raw) != entry["body_size"] or sha256_hex(raw) != entry["body_sha256"]:
+        raise ArchiveInvalid(f"{archive}: {name} (entry {entry['seq']}) payload edited: its bytes do not match the "
+                             "entry's body_sha256/body_size")
+    if not check_signatures:
+        return
+    at = datetime.fromisoformat(entry["recorded_at"])
+    try:
+        root = _message_root(raw, name)
+        if root is None:
+            raise SignatureError("the message carries no signed document (empty, fault or not SOAP)")
+        verified = Verifier(trust, now=lambda: at).verify(root)
+        if entry.get("from_agency") and verified.signer_agency != entry["from_agency"]:
+            raise SignatureError(f"signed by agency {verified.signer_agency}, but the entry records it as "
+                                 f"from {entry['from_agency']}")
+        report.signatures_verified += 1
+    except HubError as exc:
+        if entry["outcome"] in SIGNED_OUTCOMES:
+            raise ArchiveInvalid(f"{archive}: {name} (entry {entry['seq']}, {entry['outcome']}) signature does "
+                                 f"not verify [{exc.code}]: {exc}") from None
+        report.signatures_not_required += 1
+
+
+def _archive_seals(zf: zipfile.ZipFile, manifest: _Manifest, trust, report: ArchiveReport, archive: str) -> list:
+    """Every seal of the archive, each signature verified, chained in order, time-stamps checked."""
+    names = sorted((n for n in manifest.files if n.startswith("seals/") and n.endswith(".xml")),
+                   key=lambda n: int(Path(n).stem) if Path(n).stem.isdigit() else -1)
+    docs = []
+    for name in names:
         try:
-            doc = verify_seal_document(contents[name], trust, manifest.hub, what=f"{archive}: {name}")
+            doc = verify_seal_document(_read_member(zf, name, archive), trust, manifest.hub, what=f"{archive}: {name}")
         except SealInvalid as exc:
             raise ArchiveInvalid(str(exc)) from None
         if Path(name).stem != str(doc.number):
             raise ArchiveInvalid(f"{archive}: {name} holds seal {doc.number}")
-        if prev_doc is not None:
-            if doc.number != prev_doc.number + 1:
-                raise ArchiveInvalid(f"{archive}: seal {prev_doc.number + 1} is missing between {prev_doc.number} and "
+        if docs:
+            before = docs[-1]
+            if doc.number != before.number + 1:
+                raise ArchiveInvalid(f"{archive}: seal {before.number + 1} is missing between {before.number} and "
                                      f"{doc.number}")
-            if doc.prev_seal_hash != prev_doc.seal_hash:
-                raise ArchiveInvalid(f"{archive}: {name} does not chain to seal {prev_doc.number}")
-        if doc.head_seq in hashes and hashes[doc.head_seq] != doc.head_hash:
-            raise ArchiveInvalid(f"{archive}: {name} signed another hash for entry {doc.head_seq} than the archive's "
-                                 "chain: the entries were rewritten after they were sealed")
-        if doc.head_seq >= manifest.last_seq and doc.head_seq in hashes:
-            anchored = True
-        token = contents.get(f"seals/{doc.number}.tsr")
-        if token is not None:
+            if doc.prev_seal_hash != before.seal_hash:
+                raise ArchiveInvalid(f"{archive}: {name} does not chain to seal {before.number}")
+        token_name = f"seals/{doc.number}.tsr"
+        if token_name in manifest.files:
             from .tsa import check_token
 
             try:
-                check_token(token, doc.signature_value, trust)
+                check_token(_read_member(zf, token_name, archive), doc.signature_value, trust)
             except HubError as exc:
-                raise ArchiveInvalid(f"{archive}: seals/{doc.number}.tsr time-stamp does not verify [{exc.code}]: "
+                raise ArchiveInvalid(f"{archive}: {token_name} time-stamp does not verify [{exc.code}]: "
                                      f"{exc}") from None
             report.timestamps += 1
-        prev_doc = doc
+        docs.append(doc)
         report.seals += 1
+    return docs
+
+
+def _match_seals(seals: list, hashes: dict[int, str], manifest: _Manifest, archive: str) -> None:
+    """Each seal signed the hash the archive's chain has at its entry; the last entry is anchored."""
+    anchored = False
+    for doc in seals:
+        if doc.head_seq in hashes and hashes[doc.head_seq] != doc.head_hash:
+            raise ArchiveInvalid(f"{archive}: seals/{doc.number}.xml signed another hash for entry {doc.head_seq} than "
+                                 "the archive's chain: the entries were rewritten after they were sealed")
+        if doc.head_seq >= manifest.last_seq and doc.head_seq in hashes:
+            anchored = True
     if not anchored:
         raise ArchiveInvalid(f"{archive}: no seal in the archive anchors its last entry {manifest.last_seq} "
                              f"(seal {manifest.anchor_seal} expected)")

@@ -32,7 +32,7 @@ def test_export_writes_a_self_contained_archive_that_verifies_offline(conn_home,
     result = _export(led, tmp_path / "a1.zip", now, from_seq=3, to_seq=8)
     assert (result.first_seq, result.last_seq, result.entries, result.prev_archive_sha256) == (3, 8, 6, None)
     names = zipfile.ZipFile(result.path).namelist()
-    assert names[:2] == ["manifest.xml", "README.txt"]
+    assert names[0] == "README.txt" and names[-1] == "manifest.xml"  # the manifest is signed once all is written
     assert {"entries.jsonl", "messages/3-out-NhanHoSo.xml", "messages/8-in-NhanHoSo.xml", "seals/1.xml",
             "chain/after.jsonl", "certs/hub.pem", "certs/ca.pem"} <= set(names)
     # the exact bytes, and every column of every entry
@@ -159,3 +159,50 @@ def test_cli_export_and_verify_archive(led, tmp_path, monkeypatch, capsys):
     out.write_bytes(out.read_bytes()[:-300])
     assert main(["audit", "verify-archive", str(out), "--ca", str(led.ca)]) == 1
     assert "cli.zip is not a complete zip archive (truncated or damaged)" in capsys.readouterr().err
+
+
+def test_a_damaged_member_is_named(led, tmp_path):
+    now = clock(led)
+    exchange(led, 2)
+    path = _export(led, tmp_path / "a.zip", now).path
+    name = "messages/2-in-NhanHoSo.xml"
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+    data = bytearray(path.read_bytes())
+    data[info.header_offset + 30 + len(name) + 40] ^= 0xFF  # inside the member's compressed bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveInvalid, match=rf"a.zip: {name} cannot be read \(truncated or damaged\)"):
+        verify_archive(path, led.ca)
+
+
+def test_export_and_verification_memory_does_not_grow_with_the_archive(led, tmp_path):
+    """Archives of 100 and 200 messages of 64 KiB: doubling the archive (+6.4 MB) barely moves the
+    peak memory of either side (export holds one fetch batch, verification one message)."""
+    import os
+    import tracemalloc
+
+    now = clock(led)
+    size = 64 * 1024
+
+    def add(count: int, offset: int) -> None:
+        led.trail.record_many([dict(direction="in", partner="dvc_portal", operation="NhanHoSo", raw=os.urandom(size),
+                                    outcome="error", recorded_at=led.t0 + timedelta(seconds=offset + i))
+                               for i in range(count)])
+
+    def peaks(name: str) -> tuple[int, int]:
+        tracemalloc.start()
+        path = _export(led, tmp_path / name, now).path
+        _, export_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        assert verify_archive(path, led.ca).signatures_not_required > 0
+        _, verify_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return export_peak, verify_peak
+
+    add(100, 0)
+    verify_archive(_export(led, tmp_path / "warm-up.zip", now, to_seq=2).path, led.ca)  # imports, caches
+    small = peaks("100.zip")
+    add(100, 100)
+    large = peaks("200.zip")
+    grown = 100 * size
+    assert large[0] - small[0] < grown / 4 and large[1] - small[1] < grown / 4, (small, large)
