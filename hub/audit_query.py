@@ -515,14 +515,15 @@ def _records_about(raw: bytes | None, code: str) -> list[dict[str, str]]:
     return records
 
 
-def dossier_timeline(engine: Engine, code: str) -> tuple[list[TimelineItem], int]:
+def dossier_timeline(engine: Engine, code: str, *, refresh_index: bool = True) -> tuple[list[TimelineItem], int]:
     """Every exchange about dossier ``code`` in ledger order, requests paired with their replies.
 
     Returns ``(items, unparsed)``: ``unparsed`` counts entries of the ledger whose body could not
     be read, which may hide messages about this dossier. A reply is paired with the request it
     answers: same partner, operation, correlation id and attempt, recorded after it.
     """
-    update_index(engine)
+    if refresh_index:
+        update_index(engine)
     code = _clean(code) or ""
     entries = search(engine, SearchQuery(dossier=code, limit=None, oldest_first=True), refresh_index=False)
     if not entries:

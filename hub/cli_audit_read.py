@@ -93,6 +93,24 @@ def record_unmask(store: Any, args: argparse.Namespace, command: str, seqs: list
                               outcome="ok", document_id=uuid.uuid4().hex)
 
 
+def refresh_index(store: Any, *, rebuild: bool = False):
+    """Bring the subject index up to date, with a progress bar on stderr when that takes a while
+    (the first search on a large ledger parses every entry: about 5,000-10,000 per second)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .audit_query import index_position, rebuild_index, update_index
+
+    pending = store.audit.head()[0] - (0 if rebuild else index_position(store.engine)[0])
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=_cli().err_console, transient=True, disable=pending < 20_000) as bar:
+        task = bar.add_task("indexing dossier and procedure codes", total=None)
+
+        def progress(done: int, head: int) -> None:
+            bar.update(task, completed=done, total=head)
+
+        return (rebuild_index if rebuild else update_index)(store.engine, progress=progress)
+
+
 def _store():
     from .store import open_store
 
@@ -121,7 +139,7 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .audit_query import SearchQuery, rebuild_index, search, update_index
+    from .audit_query import SearchQuery, search
     from .errors import ConfigurationError
     from .masking import Masker
 
@@ -137,11 +155,11 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
     )
     store = _store()
     if args.reindex:
-        report = rebuild_index(store.engine)
+        report = refresh_index(store, rebuild=True)
         cli.err_console.print(f"subject index rebuilt: {report.indexed} entries, {report.subjects} codes, "
                               f"{report.unparsed} unparsed body(ies) in {report.seconds:.1f} s")
     elif query.dossier or query.procedure or query.unparsed:
-        update_index(store.engine)
+        refresh_index(store)
     entries = search(store.engine, query, refresh_index=False)
     masker = Masker(enabled=not args.unmask)
     if args.unmask:
@@ -288,7 +306,8 @@ def cmd_audit_dossier(args: argparse.Namespace) -> int:
     cli = _cli()
     check_unmask(args)
     store = _store()
-    items, unparsed = dossier_timeline(store.engine, args.code)
+    refresh_index(store)
+    items, unparsed = dossier_timeline(store.engine, args.code, refresh_index=False)
     if not items:
         hint = f" ({unparsed} ledger body(ies) could not be parsed: 'audit search --unparsed')" if unparsed else ""
         raise ConfigurationError(f"no audit entry mentions dossier {args.code}{hint}")

@@ -92,3 +92,10 @@ def test_disabled_masker_returns_everything_unchanged():
 
 def test_unparseable_bodies_are_masked_as_text():
     assert Masker().body_text(b"<broken 0912345678") == "<broken 09******78"
+
+
+def test_long_file_chunks_are_summarised_in_the_readable_view():
+    chunk = "QUJD" * 1000
+    shown = Masker(enabled=False).body_text(f'<t:TaiPhanTepKetQua xmlns:t="urn:x"><t:DuLieu>{chunk}</t:DuLieu>'
+                                            f"</t:TaiPhanTepKetQua>".encode())
+    assert chunk not in shown and "[4,000 characters of base64 not shown; --raw gives the exact bytes]" in shown
