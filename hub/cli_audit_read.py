@@ -218,6 +218,9 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     detail = load_entry(store.engine, args.seq)
     if detail is None:
         head = store.audit.head()[0]
+        if 1 <= args.seq <= head:
+            raise ConfigurationError(f"audit entry {args.seq} is no longer in the store: pruned after an export "
+                                     "(its archive holds it) or removed ('lienthong audit verify' tells which)")
         raise ConfigurationError(f"no audit entry {args.seq} (the ledger has entries 1..{head}"
                                  f"{'' if head else ', it is empty'})")
     entry = detail.entry

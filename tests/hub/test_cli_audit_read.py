@@ -123,6 +123,10 @@ def test_show_names_missing_and_tampered_entries(cli_ledger, capsys):
     code, _, err = run(capsys, "audit", "show", "99")
     assert code == 1 and "error [CONFIGURATION]: no audit entry 99 (the ledger has entries 1..12)" in err
     with cli_ledger.engine.begin() as conn:
+        conn.execute(AuditEntry.__table__.delete().where(AuditEntry.seq == 5))
+    code, _, err = run(capsys, "audit", "show", "5")
+    assert code == 1 and "audit entry 5 is no longer in the store" in err
+    with cli_ledger.engine.begin() as conn:
         conn.execute(update(AuditEntry).where(AuditEntry.seq == 3).values(body=zlib.compress(b"<forged/>")))
     code, out, _ = run(capsys, "audit", "show", "3")
     assert code == 1 and "body does not match its record" in out and "signature not_checked" in out
@@ -170,3 +174,12 @@ def test_stats_as_table_json_and_csv(cli_ledger, capsys):
     assert code == 1 and "choose one of --json and --csv" in err
     code, out, _ = run(capsys, "audit", "stats", "--json", "--until", "2020-01-01")
     assert json.loads(out)["totals"]["messages"] == 0
+
+
+def test_search_unmask_records_the_filters_and_the_entries_listed(cli_ledger, capsys):
+    code, out, err = run(capsys, "audit", "search", "--outcome", "ok", "--partner", "csdl_tthc", "--json",
+                         "--unmask", "--reason", "đối soát với Văn phòng Chính phủ")
+    assert code == 0 and [r["seq"] for r in json.loads(out)] == [12, 10]
+    record = json.loads(cli_ledger.audit.body(head(cli_ledger)))
+    assert record["command"] == "audit search --partner csdl_tthc --outcome ok --limit 50"
+    assert record["entries"] == [12, 10] and record["action"] == "audit.unmask"
