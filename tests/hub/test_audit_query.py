@@ -231,3 +231,19 @@ def test_timeline_keeps_a_timed_out_reply_with_its_request(engine, ledger):
                          raw=b"", document_id="REQ-1", correlation_id="REQ-1", error="no answer within 30 s")
     items, _ = dossier_timeline(engine, MA_HO_SO)
     assert (items[-1].request.seq, items[-1].reply.seq, items[-1].outcome) == (request, reply, "timeout")
+
+
+def test_a_discarded_dead_letter_joins_its_dossiers_timeline(engine, ledger):
+    import json
+
+    from lienthong.hub.outbox import DiscardedDeadLetter, audit_discard
+
+    decided = DiscardedDeadLetter(dead_letter_id=3, event_id=17, partition_key=MA_HO_SO, idempotency_key="k-17",
+                                  reason_code="SCHEMA_INVALID", document_id=None, discard_reason="trùng hồ sơ",
+                                  actor="vận hành", discarded_at=datetime(2026, 11, 22, 8, 0, tzinfo=UTC))
+    audit_discard(AuditTrail(engine))(decided)
+    items, _ = dossier_timeline(engine, MA_HO_SO)
+    last = items[-1]
+    assert (last.first.operation, last.outcome, last.reply) == ("outbox.discard", "discarded", None)
+    assert last.request_records[0]["discard_reason"] == "trùng hồ sơ"
+    assert json.loads(AuditTrail(engine).body(last.first.seq))["partition_key"] == MA_HO_SO
