@@ -56,6 +56,7 @@ __all__ = [
     "parse_seal",
     "plan_prune",
     "prune",
+    "read_seal_document",
     "verify_ledger",
     "verify_seal_document",
 ]

@@ -1,4 +1,4 @@
-"""``lienthong audit verify|seal|export|verify-archive|prune``: the ledger's integrity commands.
+"""``lienthong audit verify|seal|export|exports|verify-archive|prune``: the ledger's integrity commands.
 
 Registered on the ``audit`` sub-command by :func:`register` (called from ``hub/cli.py``). Each
 command prints a short human summary, or with ``--json`` one JSON object, and exits 1 with one
@@ -166,6 +166,40 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_exports(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from .models import AuditExport, AuditTombstone
+    from .store import open_store
+
+    engine = open_store(_settings()).engine
+    exports, tombs = AuditExport.__table__, AuditTombstone.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(exports).order_by(exports.c.id)).all()
+        pruned = conn.execute(select(tombs.c.id, tombs.c.created_at, tombs.c.first_seq, tombs.c.last_seq,
+                                     tombs.c.archive_sha256).order_by(tombs.c.id)).all()
+    if args.json:
+        console.print_json(json.dumps({
+            "exports": [{"id": r.id, "created_at": r.created_at.isoformat(), "created_by": r.created_by,
+                         "first_seq": r.first_seq, "last_seq": r.last_seq, "entries": r.entry_count,
+                         "archive_sha256": r.archive_sha256, "previous_archive_sha256": r.prev_archive_sha256,
+                         "file": r.file_name} for r in rows],
+            "tombstones": [{"id": t.id, "created_at": t.created_at.isoformat(), "first_seq": t.first_seq,
+                            "last_seq": t.last_seq, "archive_sha256": t.archive_sha256} for t in pruned]}))
+        return 0
+    table = Table(title="audit exports (oldest first)")
+    for column in ("#", "written (UTC)", "entries", "archive SHA-256", "file"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r.id), r.created_at.strftime("%Y-%m-%d %H:%M"), f"{r.first_seq}..{r.last_seq}",
+                      r.archive_sha256[:16] + "…", escape(r.file_name))
+    console.print(table if rows else "no exports yet: lienthong audit export --from DATE --to DATE OUT.zip")
+    for t in pruned:
+        console.print(f"tombstone {t.id}: entries {t.first_seq}..{t.last_seq} pruned on "
+                      f"{t.created_at.strftime('%Y-%m-%d %H:%M')} (last in archive {t.archive_sha256[:16]}…)")
+    return 0
+
+
 def register(audit_sub: argparse._SubParsersAction) -> None:
     """Add the integrity actions to ``lienthong audit``."""
     av = audit_sub.add_parser("verify", help="check the hash chain, every seal and tombstone; exit 1 naming the "
@@ -189,6 +223,10 @@ def register(audit_sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--to-seq", type=int, metavar="SEQ", help="last entry (instead of --to)")
     ex.add_argument("--json", action="store_true", help="machine-readable result")
     ex.set_defaults(func=cmd_audit_export)
+
+    el = audit_sub.add_parser("exports", help="the archives written by audit export, and what prune removed")
+    el.add_argument("--json", action="store_true", help="machine-readable list")
+    el.set_defaults(func=cmd_audit_exports)
 
     va = audit_sub.add_parser("verify-archive", help="verify an export archive offline with only the CA certificate")
     va.add_argument("archive", metavar="ARCHIVE.zip")

@@ -122,3 +122,10 @@ def test_cli_prune_is_a_dry_run_unless_told_yes(led, tmp_path, monkeypatch, caps
     assert done["tombstone"] == 1 and done["entries"] == 8 and not done["dry_run"]
     assert main(["audit", "verify"]) == 0
     assert "entries up to 8 pruned, anchored by tombstone 1" in " ".join(capsys.readouterr().out.split())
+    assert main(["audit", "exports", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(e["first_seq"], e["last_seq"]) for e in listed["exports"]] == [(1, 8)]
+    assert listed["tombstones"][0]["archive_sha256"] == listed["exports"][0]["archive_sha256"]
+    assert main(["audit", "exports"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1..8" in out and "tombstone 1: entries 1..8 pruned" in out
