@@ -155,7 +155,8 @@ _COUNTS = ("passes", "claimed", "delivered", "retried", "dead", "released", "los
            "presumed_new", "resent")
 
 
-def _worker(db_url: str, batch_size: int, worker_id: str, audit: bool, results: Any, until: Any = None) -> None:
+def _worker(db_url: str, batch_size: int, worker_id: str, audit: bool, results: Any, until: Any = None,
+            senders: int = 2) -> None:
     """One delivery worker (a process, as each mapped task of the status-push DAG is): passes until
     the outbox holds nothing pending or claimed (and, with ``until``, that event is set: the steady
     load is over); reports its counts and its own CPU time."""
@@ -177,7 +178,7 @@ def _worker(db_url: str, batch_size: int, worker_id: str, audit: bool, results: 
     cpu0 = time.process_time()
     while True:
         summary = deliver_once(engine, portal, worker_id=worker_id, batch_size=batch_size,
-                               sole_feed_since=settings.portal_sole_feed_since)
+                               sole_feed_since=settings.portal_sole_feed_since, senders=senders)
         totals["passes"] += 1
         for key in _COUNTS[1:]:
             totals[key] += getattr(summary, key)
@@ -195,14 +196,15 @@ def _worker(db_url: str, batch_size: int, worker_id: str, audit: bool, results: 
     results.put({**totals, "reasons": reasons, "stopped": stopped, "cpu": time.process_time() - cpu0})
 
 
-def deliver(db_url: str, batch_size: int, sandbox: SandboxProcess, *, workers: int, audit: bool = True,
-            label: str = "bench") -> dict[str, Any]:
+def deliver(db_url: str, batch_size: int, sandbox: SandboxProcess, *, workers: int, senders: int,
+            audit: bool = True, label: str = "bench") -> dict[str, Any]:
     """``workers`` delivery processes until the outbox is drained; events/s counted on what was
     delivered, wall time from the first worker's start to the last one's end."""
     ctx = multiprocessing.get_context("fork")
     results = ctx.Queue()
     sb0, t0 = sandbox.cpu_seconds(), time.perf_counter()
-    procs = [ctx.Process(target=_worker, args=(db_url, batch_size, f"{label}-b{batch_size}-w{i}", audit, results))
+    procs = [ctx.Process(target=_worker, args=(db_url, batch_size, f"{label}-b{batch_size}-w{i}", audit, results,
+                                               None, senders))
              for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -222,7 +224,7 @@ def deliver(db_url: str, batch_size: int, sandbox: SandboxProcess, *, workers: i
 
 
 def steady_load(db_url: str, onestop_path: Path, sandbox: SandboxProcess, *, rate: float, seconds: float,
-                workers: int, batch_size: int, period: float = 1.0) -> dict[str, Any]:
+                workers: int, senders: int, batch_size: int, period: float = 1.0) -> dict[str, Any]:
     """Freshness under a steady load: the one-stop system changes ``rate`` times a second for
     ``seconds``, an intake runs every ``period`` seconds, ``workers`` push continuously.
 
@@ -241,7 +243,7 @@ def steady_load(db_url: str, onestop_path: Path, sandbox: SandboxProcess, *, rat
     mapping = DossierMapping.shipped("onestop_sandbox")
     ctx = multiprocessing.get_context("fork")
     results, until = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_worker, args=(db_url, batch_size, f"steady-w{i}", True, results, until))
+    procs = [ctx.Process(target=_worker, args=(db_url, batch_size, f"steady-w{i}", True, results, until, senders))
              for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -313,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="sandbox catalogue size (must cover the simulator's catalogue: default 300)")
     parser.add_argument("--workers", type=int, default=2,
                         help="delivery worker processes, as the status-push DAG maps them (default 2)")
+    parser.add_argument("--senders", type=int, default=2,
+                        help="messages in flight per worker (deliver_once senders, default 2)")
     parser.add_argument("--no-audit-cost", action="store_true",
                         help="skip the run without the audit ledger (the cost of auditing)")
     parser.add_argument("--steady-rate", type=float, default=200.0,
@@ -387,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
                     engine = fresh_store(url)
                     taken = intake(engine, sim.db.engine)
                     engine.dispose()
-                    pushed = deliver(url, batch, sandbox, workers=args.workers, audit=audited, label=f"r{len(runs)}")
+                    pushed = deliver(url, batch, sandbox, workers=args.workers, senders=args.senders, audit=audited,
+                                     label=f"r{len(runs)}")
                     engine = make_engine(url)
                     runs.append({"label": label, "batch": batch, "audited": audited, "taken": taken, "pushed": pushed,
                                  "stats": stats(engine), "latency": hub_latency(engine)})
@@ -400,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                     os.environ["LIENTHONG_DVC_URL"] = f"{sandbox.base_url}/dvc"
                     url = args.db_url or f"sqlite:///{tmp / 'hub-steady.db'}"
                     steady = steady_load(url, tmp / "onestop-steady.db", sandbox, rate=args.steady_rate,
-                                         seconds=args.steady_seconds, workers=args.workers,
+                                         seconds=args.steady_seconds, workers=args.workers, senders=args.senders,
                                          batch_size=max(batches))
                 finally:
                     sandbox.stop()
@@ -414,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{taken['rate']:,.0f} changes/s  (enqueued {taken['enqueued']:,}, dead letters {taken['dead']}, "
               f"{taken['batches']} source batch(es))")
     print(f"== delivery (outbox → signed DongBoHoSoMC / CapNhatTienDoHoSoMC → sandbox acknowledgement), "
-          f"{args.workers} worker process(es)")
+          f"{args.workers} worker process(es) × {args.senders} sender(s)")
     print(f"  {'run':>20} {'events':>7} {'seconds':>8} {'events/s':>9} {'messages':>9} {'lookups':>8} "
           f"{'signed/s':>8} {'dead':>5} {'retried':>7} {'hub cpu ms/ev':>13} {'sandbox cpu ms/ev':>17}")
     for run in runs:

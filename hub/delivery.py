@@ -57,10 +57,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
@@ -159,7 +163,7 @@ def deliver_once(engine: Engine, portal: DvcPortalClient, *, worker_id: str, bat
                  policy: RetryPolicy | None = None, breaker: CircuitBreaker | None = None,
                  clock: Callable[[], datetime] | None = None, max_events: int = 500,
                  per_partition: int = 20, lease: float | timedelta = 300.0,
-                 sole_feed_since: datetime | None = None) -> DeliverySummary:
+                 sole_feed_since: datetime | None = None, senders: int = 2) -> DeliverySummary:
     """Claim up to ``max_events`` outbox events and deliver them; returns what happened.
 
     ``batch_size`` is the most dossiers (or steps) one message carries. ``policy`` decides retry
@@ -170,7 +174,11 @@ def deliver_once(engine: Engine, portal: DvcPortalClient, *, worker_id: str, bat
     submitted since then reach the portal only through this hub (default: when the outbox received
     its first event), so one never delivered is sent as new without a ``TraCuuHoSo``. Safe to run
     in several threads and processes at once; call it again (e.g. on a schedule) to drain the outbox.
+    ``senders``: messages of one round (different dossiers) in flight at once, so signing one
+    overlaps waiting for the portal's answer to another.
     """
+    if senders < 1:
+        raise ValueError("senders must be at least 1")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if (lease.total_seconds() if isinstance(lease, timedelta) else lease) <= 0:
@@ -179,14 +187,14 @@ def deliver_once(engine: Engine, portal: DvcPortalClient, *, worker_id: str, bat
     run = _Pass(engine, portal, worker_id=worker_id, batch_size=batch_size, policy=policy or RetryPolicy(),
                 breaker=breaker or CircuitBreaker(engine, PARTNER, clock=clock), clock=clock,
                 lease=lease if isinstance(lease, timedelta) else timedelta(seconds=lease),
-                sole_feed_since=sole_feed_since)
+                sole_feed_since=sole_feed_since, senders=senders)
     return run.run(max_events=max_events, per_partition=per_partition)
 
 
 class _Pass:
     def __init__(self, engine: Engine, portal: DvcPortalClient, *, worker_id: str, batch_size: int,
                  policy: RetryPolicy, breaker: CircuitBreaker, clock: Callable[[], datetime], lease: timedelta,
-                 sole_feed_since: datetime | None = None):
+                 sole_feed_since: datetime | None = None, senders: int = 1):
         self.engine = engine
         self.portal = portal
         self.worker_id = worker_id
@@ -208,6 +216,9 @@ class _Pass:
         self.lease_until = datetime.min.replace(tzinfo=UTC)
         self.stop_reason: str | None = None
         self.sole_feed_since = sole_feed_since
+        self.senders = senders
+        #: guards the pass's bookkeeping and store writes when several senders run (see _run_jobs)
+        self.lock = threading.RLock()
         #: NgayNopHoSo (portal format) from which a never-delivered dossier is new; "" = unknown yet
         self._new_from: str | None = ""
         #: recorded DocumentIds this pass has already sent again (never twice in one pass)
@@ -270,14 +281,31 @@ class _Pass:
         heads = [e for e in heads if e.id not in self.outcome]
         dossiers = [e for e in heads if e.kind == "dossier"]
         steps = [e for e in heads if e.kind == "step"]
+        jobs: list[Callable[[], None]] = []
         if dossiers:
             self._decide_updating(dossiers)
             for flag in (False, True):
                 group = [e for e in dossiers if e.id not in self.outcome and self.known.get(e.partition_key) is flag]
-                for chunk in _chunks(group, self.batch_size):
-                    self._sync(chunk, is_updating=flag)
-        for chunk in _chunks(steps, self.batch_size):
-            self._progress(chunk)
+                jobs += [partial(self._sync, chunk, is_updating=flag) for chunk in _chunks(group, self.batch_size)]
+        jobs += [partial(self._progress, chunk) for chunk in _chunks(steps, self.batch_size)]
+        self._run_jobs(jobs)
+
+    def _run_jobs(self, jobs: list[Callable[[], None]]) -> None:
+        """The messages of one round: each carries other dossiers, so they may go out together.
+
+        With ``senders`` > 1 they run on that many threads; the exchange (signing, the portal's
+        answer, verification) is where a message spends its time, and it releases the pass's
+        lock. The round ends when all are settled, so a dossier's next event still waits for its
+        previous one. The first error that stops the pass is raised once all have finished."""
+        if self.senders <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                job()
+            return
+        futures = [_sender_pool(self.senders).submit(job) for job in jobs]
+        wait(futures)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]
 
     # --- resending a recorded message ---------------------------------------------------------
     def _resume(self, document_id: str, held: list[ClaimedEvent]) -> None:
@@ -355,10 +383,11 @@ class _Pass:
         doc_id, results, events = self._send(SYNC, events, is_updating, carry=carry, document_id=document_id)
         if results is None:
             return
-        flips = self._settle(SYNC, events, results, doc_id, is_updating=is_updating)
-        for event in flips:
-            self.known[event.partition_key] = not is_updating
-            self.flipped.add(event.id)
+        with self.lock:
+            flips = self._settle(SYNC, events, results, doc_id, is_updating=is_updating)
+            for event in flips:
+                self.known[event.partition_key] = not is_updating
+                self.flipped.add(event.id)
         for chunk in _chunks(flips, self.batch_size):
             self._sync(chunk, is_updating=not is_updating)
 
@@ -366,7 +395,8 @@ class _Pass:
                   document_id: str | None = None) -> None:
         doc_id, results, events = self._send(PROGRESS, events, None, carry=carry, document_id=document_id)
         if results is not None:
-            self._settle(PROGRESS, events, results, doc_id, is_updating=None)
+            with self.lock:
+                self._settle(PROGRESS, events, results, doc_id, is_updating=None)
 
     def _send(self, operation: str, events: list[ClaimedEvent], is_updating: bool | None, *,
               carry: list[ClaimedEvent] | None = None,
@@ -375,32 +405,49 @@ class _Pass:
         whole did not go through: its events are settled here) and the events still held.
 
         A new message (``document_id`` None) carries ``events`` and is recorded on them before it is
-        sent; a resend carries ``carry`` (the recorded message's events) under ``document_id``."""
-        if self.stop_reason is not None:
-            return "", None, []
-        if document_id is None:
-            events = self._hold(events)
+        sent; a resend carries ``carry`` (the recorded message's events) under ``document_id``.
+
+        Only the exchange itself (build, sign, audit, POST, verify) runs outside the pass's lock,
+        so several senders overlap one message's signing with another's wait for the portal."""
+        with self.lock:
+            if self.stop_reason is not None:
+                return "", None, []
+            if document_id is None:
+                events = self._hold(events)
+                if not events:
+                    return "", None, []
+                doc_id = message_document_id(operation, events, is_updating=is_updating)
+                events = self._assign(events, doc_id)
+            else:
+                doc_id = document_id
+                events = self._hold(events)
             if not events:
                 return "", None, []
-            doc_id = message_document_id(operation, events, is_updating=is_updating)
-            events = self._assign(events, doc_id)
-        else:
-            doc_id = document_id
-            events = self._hold(events)
-        if not events:
-            return "", None, []
-        admission = self._admit()
-        if not admission:
-            return "", None, []
-        attempt = 1 + max(e.attempts for e in events)
-        payloads = [e.payload for e in (carry or events)]
-        self.summary.messages += 1
+            admission = self._admit()
+            if not admission:
+                return "", None, []
+            attempt = 1 + max(e.attempts for e in events)
+            payloads = [e.payload for e in (carry or events)]
+            self.summary.messages += 1
         try:
             if operation == SYNC:
                 results = self.portal.sync_dossiers(payloads, is_updating=bool(is_updating), document_id=doc_id,
                                                     attempt=attempt)
             else:
                 results = self.portal.update_progress(payloads, document_id=doc_id, attempt=attempt)
+        except BaseException as exc:
+            with self.lock:
+                return self._failed(operation, events, is_updating, carry, doc_id, admission, exc)
+        with self.lock:
+            self.breaker.record_success()
+        return doc_id, results, events
+
+    def _failed(self, operation: str, events: list[ClaimedEvent], is_updating: bool | None,
+                carry: list[ClaimedEvent] | None, doc_id: str, admission: Admission,
+                exc: BaseException) -> tuple[str, None, list[ClaimedEvent]]:
+        """Settle the events of a message that did not go through (or raise what must stop the pass)."""
+        try:
+            raise exc
         except _HALT as exc:
             self._halt(exc, admission)
             raise
@@ -430,8 +477,6 @@ class _Pass:
             self.breaker.record_success()  # the partner is up: it answered, if not as hoped
             self._dead(events, _code(exc), f"{operation} refused: {exc}", operation=operation, document_id=doc_id)
             return doc_id, None, events
-        self.breaker.record_success()
-        return doc_id, results, events
 
     def _settle(self, operation: str, events: list[ClaimedEvent], results: list[ItemResult], doc_id: str,
                 *, is_updating: bool | None) -> list[ClaimedEvent]:
@@ -582,6 +627,23 @@ class _Pass:
             log.error("cannot read the evidence of message %s from the audit ledger: %s", document_id, exc)
             return None, None
         return request or None, response or None
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _sender_pool(size: int) -> ThreadPoolExecutor:
+    """The process's pool of ``size`` sender threads, kept across passes: each thread keeps its
+    own HTTP session to the portal (see ``SoapConnector``), so connections (and TLS sessions) are
+    reused from one pass to the next instead of opened per round. Keyed by process id too: a pool
+    inherited through ``fork`` has no threads in the child."""
+    key = (os.getpid(), size)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="lienthong-send")
+        return pool
 
 
 def _code(exc: HubError) -> str:

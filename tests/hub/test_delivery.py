@@ -154,13 +154,15 @@ def test_document_id_is_derived_from_the_events_and_stable():
 
 
 # --- the happy path -------------------------------------------------------------------------------------
-def test_events_reach_the_portal_batched_in_order_and_once(engine, make_sandbox, conn_home):
+@pytest.mark.parametrize("senders", [1, 3])
+def test_events_reach_the_portal_batched_in_order_and_once(engine, make_sandbox, conn_home, senders):
     sandbox = make_sandbox()
     portal = portal_for(engine, conn_home, sandbox)
     clock = Clock()
     numbers = range(1, 6)
     ids = enqueue(engine, lives(numbers), clock)
-    summary = deliver_once(engine, portal, worker_id="w1", batch_size=2, policy=FAST, clock=clock)
+    # three messages per round (⌈5/2⌉): with senders > 1 they are in flight together
+    summary = deliver_once(engine, portal, worker_id="w1", batch_size=2, policy=FAST, clock=clock, senders=senders)
     assert (summary.claimed, summary.delivered, summary.dead, summary.retried) == (len(ids), len(ids), 0, 0)
     assert summary.lookups == 5 and summary.stopped is None and summary.breaker == "closed"
     assert states(engine) == Counter({"delivered": len(ids)})
@@ -489,7 +491,8 @@ def test_under_injected_faults_every_event_ends_delivered_or_dead_and_replay_fin
     numbers = range(1, 21)
     ids = enqueue(engine, lives(numbers), clock)
     policy = RetryPolicy(initial_delay=1.0, multiplier=2.0, max_delay=8.0, jitter=0.1, max_attempts=4)
-    summaries = drain(engine, portal, clock, passes=60, batch_size=5, policy=policy)
+    # four messages per round, three in flight at once: settling under failure must stay exact
+    summaries = drain(engine, portal, clock, passes=60, batch_size=5, policy=policy, senders=3)
     totals = Counter()
     for s in summaries:
         totals.update({"retried": s.retried, "delivered": s.delivered, "dead": s.dead, "messages": s.messages})
@@ -523,6 +526,8 @@ def test_deliver_once_checks_its_arguments(engine, make_sandbox, conn_home):
         deliver_once(engine, portal, worker_id="w1", batch_size=0)
     with pytest.raises(ValueError, match="lease"):
         deliver_once(engine, portal, worker_id="w1", lease=0)
+    with pytest.raises(ValueError, match="senders"):
+        deliver_once(engine, portal, worker_id="w1", senders=0)
     empty = deliver_once(engine, portal, worker_id="w1")
     assert (empty.claimed, empty.messages, empty.stopped) == (0, 0, None)
     assert empty.as_dict()["worker_id"] == "w1"
