@@ -486,15 +486,12 @@ def verify_archive(path: Path | str, ca: Path | str, *, previous: Path | str | N
         extra = sorted(names - set(manifest.files) - {MANIFEST})
         if extra:
             raise ArchiveInvalid(f"{archive}: {extra[0]} is not listed in the signed manifest (a file was added)")
-        for name, (sha, size) in sorted(manifest.files.items()):
+        for name in sorted(manifest.files):
             if name not in names:
                 raise ArchiveInvalid(f"{archive}: {name} is listed in the manifest but missing from the archive "
                                      "(truncated)")
-            actual_sha, actual_size = _member_digest(zf, name, archive)
-            if actual_size != size or actual_sha != sha:
-                raise ArchiveInvalid(f"{archive}: {name} does not match the manifest (SHA-256 {actual_sha[:16]}…, "
-                                     f"manifest {sha[:16]}…, {actual_size} vs {size} bytes): the file was changed or "
-                                     "swapped")
+            if not name.startswith("messages/"):  # messages are hashed as their entries are checked
+                _match_manifest(manifest, name, *_member_digest(zf, name, archive), archive)
         report.files = len(manifest.files)
 
         seals = _archive_seals(zf, manifest, trust, report, archive)
@@ -502,6 +499,7 @@ def verify_archive(path: Path | str, ca: Path | str, *, previous: Path | str | N
         hashes: dict[int, str] = {}
         walk = _ChainWalk(manifest.anchor_hash, manifest.first_seq, ENTRIES, archive)
         count = 0
+        checked_messages: set[str] = set()
         if ENTRIES not in manifest.files:
             raise ArchiveInvalid(f"{archive}: {ENTRIES} is not in the archive")
         with zf.open(ENTRIES) as lines:
@@ -514,7 +512,10 @@ def verify_archive(path: Path | str, ca: Path | str, *, previous: Path | str | N
                 count += 1
                 if entry["seq"] in wanted:
                     hashes[entry["seq"]] = entry["entry_hash"]
-                _check_message(zf, entry, manifest, trust, report, archive, check_signatures)
+                checked_messages.add(_check_message(zf, entry, manifest, trust, report, archive, check_signatures))
+        for name in sorted(set(manifest.files) - checked_messages):  # listed, yet no entry names them
+            if name.startswith("messages/"):
+                _match_manifest(manifest, name, *_member_digest(zf, name, archive), archive)
         if count != manifest.entries:
             raise ArchiveInvalid(f"{archive}: {ENTRIES} holds {count} entries, the manifest says {manifest.entries}")
         if count and (walk.expected - 1 != manifest.last_seq or walk.prev != manifest.last_hash):
@@ -542,6 +543,13 @@ def verify_archive(path: Path | str, ca: Path | str, *, previous: Path | str | N
     return report
 
 
+def _match_manifest(manifest: _Manifest, name: str, actual_sha: str, actual_size: int, archive: str) -> None:
+    sha, size = manifest.files[name]
+    if actual_size != size or actual_sha != sha:
+        raise ArchiveInvalid(f"{archive}: {name} does not match the manifest (SHA-256 {actual_sha[:16]}…, "
+                             f"manifest {sha[:16]}…, {actual_size} vs {size} bytes): the file was changed or swapped")
+
+
 def _member_digest(zf: zipfile.ZipFile, name: str, archive: str) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     try:
@@ -555,19 +563,22 @@ def _member_digest(zf: zipfile.ZipFile, name: str, archive: str) -> tuple[str, i
 
 
 def _check_message(zf: zipfile.ZipFile, entry: dict, manifest: _Manifest, trust, report: ArchiveReport,
-                   archive: str, check_signatures: bool) -> None:
-    """One entry's message: its bytes against the entry, then its own XML-DSig signature."""
+                   archive: str, check_signatures: bool) -> str:
+    """One entry's message: its bytes against the manifest and the entry, then its own XML-DSig
+    signature. Returns the member's name (read once: this is also its manifest check)."""
     from ..signing.verifier import Verifier
 
     name = entry.get("file") or ""
     if name not in manifest.files:
         raise ArchiveInvalid(f"{archive}: entry {entry['seq']} names {name!r}, which is not in the archive")
     raw = _read_member(zf, name, archive)
-    if len(raw) != entry["body_size"] or sha256_hex(raw) != entry["body_sha256"]:
+    digest = sha256_hex(raw)
+    _match_manifest(manifest, name, digest, len(raw), archive)
+    if len(raw) != entry["body_size"] or digest != entry["body_sha256"]:
         raise ArchiveInvalid(f"{archive}: {name} (entry {entry['seq']}) payload edited: its bytes do not match the "
                              "entry's body_sha256/body_size")
     if not check_signatures:
-        return
+        return name
     at = datetime.fromisoformat(entry["recorded_at"])
     try:
         root = _message_root(raw, name)
@@ -583,6 +594,7 @@ def _check_message(zf: zipfile.ZipFile, entry: dict, manifest: _Manifest, trust,
             raise ArchiveInvalid(f"{archive}: {name} (entry {entry['seq']}, {entry['outcome']}) signature does "
                                  f"not verify [{exc.code}]: {exc}") from None
         report.signatures_not_required += 1
+    return name
 
 
 def _archive_seals(zf: zipfile.ZipFile, manifest: _Manifest, trust, report: ArchiveReport, archive: str) -> list:
@@ -606,10 +618,10 @@ def _archive_seals(zf: zipfile.ZipFile, manifest: _Manifest, trust, report: Arch
                 raise ArchiveInvalid(f"{archive}: {name} does not chain to seal {before.number}")
         token_name = f"seals/{doc.number}.tsr"
         if token_name in manifest.files:
-            from .tsa import check_token
+            from .tsa import token_checker
 
             try:
-                check_token(_read_member(zf, token_name, archive), doc.signature_value, trust)
+                token_checker(trust)(_read_member(zf, token_name, archive), doc.signature_value, doc.sealed_at)
             except HubError as exc:
                 raise ArchiveInvalid(f"{archive}: {token_name} time-stamp does not verify [{exc.code}]: "
                                      f"{exc}") from None
