@@ -53,7 +53,6 @@ __all__ = [
     "SealInvalid",
     "TombstoneDocument",
     "create_seal",
-    "parse_seal",
     "plan_prune",
     "prune",
     "read_seal_document",
@@ -227,14 +226,6 @@ def verify_seal_document(data: bytes, trust_store, hub_agency: str | None, *, wh
         prev_seal_hash=_hash(root, "PrevSealHash", what), seal_hash=sha256_hex(data), signature_value=sig,
         signer_subject=subject,
     )
-
-
-def parse_seal(data: bytes) -> tuple[int, int, str]:
-    """(number, head_seq, head_hash) of a seal *without* verifying it (for listings only)."""
-    from .xmlsafe import parse_xml
-
-    root = parse_xml(data, what="seal")
-    return _int(root, "Number", "seal"), _int(root, "HeadSeq", "seal"), _hash(root, "HeadHash", "seal")
 
 
 def verify_tombstone_document(data: bytes, trust_store, hub_agency: str | None, *,
