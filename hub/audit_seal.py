@@ -35,7 +35,7 @@ import getpass
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text
@@ -330,6 +330,8 @@ class LedgerReport:
     where: str | None = None
     problem: str | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    #: when the first entry after the last seal was recorded (None: everything is sealed)
+    oldest_unsealed_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -344,6 +346,7 @@ class LedgerReport:
             "first_bad_seq": self.chain.first_bad_seq, "seals_verified": self.seals,
             "timestamps_verified": self.timestamps, "last_sealed_seq": self.last_sealed_seq,
             "unsealed_entries": self.unsealed, "tombstones": self.tombstones, "warnings": list(self.warnings),
+            "oldest_unsealed_at": _iso(self.oldest_unsealed_at) if self.oldest_unsealed_at else None,
         }
 
 
@@ -382,7 +385,8 @@ def _check_tombstone(row, what: str, number: int, prev_hash: str, expected_first
 
 def verify_ledger(engine: Engine, trust_store, hub_agency: str | None, *, deep: bool = False,
                   check_timestamp: Callable[[bytes, bytes, datetime], datetime] | None = None,
-                  all_signatures: bool = False) -> LedgerReport:
+                  all_signatures: bool = False, max_unsealed_age: timedelta | None = None,
+                  now: Callable[[], datetime] = _now) -> LedgerReport:
     """Verify the chain (from the newest tombstone), every tombstone and every seal.
 
     ``hub_agency`` is the agency code seals and tombstones must be signed by (the hub's own).
@@ -390,6 +394,9 @@ def verify_ledger(engine: Engine, trust_store, hub_agency: str | None, *, deep: 
     :func:`lienthong.hub.tsa.token_checker`); without it tokens are not checked, and a warning says so.
     ``all_signatures`` verifies every seal's XML-DSig signature instead of the newest one's (the
     seals' SHA-256 chain makes the newest one vouch for the rest; see :func:`_verify_seals`).
+    ``max_unsealed_age`` turns an unsealed tail whose oldest entry is older than that into a
+    failure: with the hourly seal DAG running, old unsealed entries mean seals were deleted (which
+    nothing else in the database can show) or sealing has stopped.
     """
     trail = AuditTrail(engine)
     head_seq, _ = trail.head()
@@ -413,9 +420,21 @@ def verify_ledger(engine: Engine, trust_store, hub_agency: str | None, *, deep: 
     seals, timestamps, last_sealed, seal_where, seal_problem, warnings = seal_report
     base.update(seals=seals, timestamps=timestamps, last_sealed_seq=last_sealed,
                 unsealed=head_seq - (last_sealed or 0))
+    first_unsealed = max(last_sealed or 0, start - 1) + 1
+    if first_unsealed <= head_seq:
+        with engine.connect() as conn:
+            base["oldest_unsealed_at"] = conn.execute(
+                select(_LOG.c.recorded_at).where(_LOG.c.seq == first_unsealed)).scalar()
     if not chain.ok:
         where = f"entry {chain.first_bad_seq}" if chain.first_bad_seq is not None else "audit head"
         return LedgerReport(chain=chain, start=start, where=where, problem=chain.reason, warnings=warnings, **base)
+    oldest = base.get("oldest_unsealed_at")
+    if seal_problem is None and max_unsealed_age is not None and oldest is not None \
+            and oldest < now() - max_unsealed_age:
+        seal_where = "unsealed tail"
+        seal_problem = (f"entries {first_unsealed}..{head_seq} are not sealed and the oldest was recorded "
+                        f"{_iso(oldest)}, more than {max_unsealed_age} ago: seals were deleted, or sealing "
+                        "(the lienthong_audit_seal DAG) has stopped")
     return LedgerReport(chain=chain, start=start, where=seal_where, problem=seal_problem, warnings=warnings, **base)
 
 

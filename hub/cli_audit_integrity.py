@@ -33,7 +33,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     except ConfigurationError:
         trust = None  # the chain can still be checked; any seal will say it cannot be
     report = verify_ledger(store.engine, trust, settings.agency_code, deep=args.deep, all_signatures=args.deep,
-                           check_timestamp=token_checker(trust) if trust is not None else None)
+                           check_timestamp=token_checker(trust) if trust is not None else None,
+                           max_unsealed_age=args.max_unsealed_age)
     if args.json:
         console.print_json(json.dumps(report.as_dict()))
         return 0 if report.ok else EXIT_FAILURE
@@ -200,12 +201,31 @@ def cmd_audit_exports(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(value: str):
+    """``90m``, ``2h``, ``1d`` (or plain seconds) as a timedelta, for argparse."""
+    from datetime import timedelta
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = value.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        amount = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration such as 90m, 2h or 1d") from None
+    if amount <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: the age must be positive")
+    return timedelta(seconds=amount * units[unit])
+
+
 def register(audit_sub: argparse._SubParsersAction) -> None:
     """Add the integrity actions to ``lienthong audit``."""
     av = audit_sub.add_parser("verify", help="check the hash chain, every seal and tombstone; exit 1 naming the "
                                              "first entry or seal that fails")
     av.add_argument("--deep", action="store_true", help="also inflate every body and check it against its digest, "
                                                         "and verify every seal's signature (not only the newest)")
+    av.add_argument("--max-unsealed-age", type=_duration, metavar="AGE",
+                    help="fail when an entry older than AGE (e.g. 2h, 90m, 1d) is not sealed yet: seals deleted, "
+                         "or sealing stopped")
     av.add_argument("--json", action="store_true", help="machine-readable result")
     av.set_defaults(func=cmd_audit_verify)
 

@@ -223,3 +223,45 @@ def test_an_edited_newest_seal_fails_its_signature(led):
     report = _verify(led)
     assert report.where == "seal 1" and report.seals == 0
     assert report.problem.startswith("seal 1 signature does not verify [SIGNATURE_DIGEST_MISMATCH]")
+
+
+def test_deleted_seals_show_as_an_old_unsealed_tail_when_an_age_is_required(led):
+    """Deleting every seal leaves a chain that verifies; --max-unsealed-age is what catches it."""
+    exchange(led, 3)  # recorded at led.t0 and the minutes after
+    create_seal(led.engine, led.signer, now=clock(led))
+    late = lambda: led.t0 + timedelta(hours=5)  # noqa: E731
+    report = verify_ledger(led.engine, led.trust, HUB, max_unsealed_age=timedelta(hours=2), now=late)
+    assert report.ok and report.oldest_unsealed_at is None
+    exchange(led, 1, start=led.t0 + timedelta(hours=4))
+    report = verify_ledger(led.engine, led.trust, HUB, max_unsealed_age=timedelta(hours=2), now=late)
+    assert report.ok and report.unsealed == 2 and report.oldest_unsealed_at == led.t0 + timedelta(hours=4)
+    with led.engine.begin() as conn:
+        conn.execute(delete(SEALS))
+    assert verify_ledger(led.engine, led.trust, HUB).ok  # without an age, only "8 entries unsealed"
+    report = verify_ledger(led.engine, led.trust, HUB, max_unsealed_age=timedelta(hours=2), now=late)
+    assert report.where == "unsealed tail"
+    t0 = led.t0.isoformat(timespec="microseconds")
+    assert report.problem.startswith(f"entries 1..8 are not sealed and the oldest was recorded {t0}")
+    assert "more than 2:00:00 ago: seals were deleted, or sealing (the lienthong_audit_seal DAG) has stopped" in \
+        report.problem
+
+
+def test_cli_max_unsealed_age(led, monkeypatch, capsys):
+    from lienthong.hub.cli import main
+
+    monkeypatch.setenv("LIENTHONG_HOME", str(led.settings.home))
+    monkeypatch.setenv("LIENTHONG_DB_URL", led.settings.db_url)
+    monkeypatch.setenv("LIENTHONG_KEY_PASSWORD", led.settings.key_password)
+    from datetime import UTC, datetime
+
+    recorded = (datetime.now(UTC) - timedelta(minutes=2)).replace(microsecond=0)
+    exchange(led, 1, start=recorded)
+    assert main(["audit", "verify", "--max-unsealed-age", "1d"]) == 0
+    capsys.readouterr()
+    assert main(["audit", "verify", "--max-unsealed-age", "1m", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["where"] == "unsealed tail"
+    assert report["oldest_unsealed_at"] == recorded.isoformat(timespec="microseconds")
+    with pytest.raises(SystemExit):
+        main(["audit", "verify", "--max-unsealed-age", "soon"])
+    assert "'soon' is not a duration such as 90m, 2h or 1d" in capsys.readouterr().err

@@ -170,3 +170,19 @@ def test_an_unreachable_tsa_fails_the_seal_and_writes_nothing(led):
     with pytest.raises(TransportError, match=r"TSA http://127.0.0.1:9/tsa unreachable"):
         create_seal(led.engine, led.signer, timestamper=timestamper_for(led.settings))
     assert _verify(led).seals == 0
+
+
+def test_cli_seal_is_time_stamped_when_lienthong_tsa_url_is_set(led, monkeypatch, capsys):
+    import json
+
+    from lienthong.hub.cli import main
+
+    monkeypatch.setenv("LIENTHONG_HOME", str(led.settings.home))
+    monkeypatch.setenv("LIENTHONG_DB_URL", led.settings.db_url)
+    monkeypatch.setenv("LIENTHONG_KEY_PASSWORD", led.settings.key_password)
+    monkeypatch.setenv("LIENTHONG_TSA_URL", led.settings.tsa_url)
+    exchange(led, 1, start=datetime.now(UTC) - timedelta(minutes=3))
+    assert main(["audit", "seal", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["timestamped"] is True
+    assert main(["audit", "verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["timestamps_verified"] == 1
