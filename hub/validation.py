@@ -16,6 +16,9 @@ from ..connectors.services import SERVICES, schemas_dir
 from .errors import ConfigurationError, SchemaViolation
 
 _local = threading.local()  # lxml validators keep per-call error state: one per thread
+#: libxml2 is not safe compiling schemas in two threads at once (seen: "xmlSchemaPValAttrNodeValue,
+#: the given type is not a built-in type" when two sender threads loaded their first schema together)
+_COMPILE_LOCK = threading.Lock()
 
 
 def _load(service_name: str) -> etree.XMLSchema:
@@ -26,8 +29,9 @@ def _load(service_name: str) -> etree.XMLSchema:
     # Schemas are our own files, but are still read with network access and DTDs off.
     parser = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
     try:
-        doc = etree.parse(str(spec.xsd_path), parser)
-        return etree.XMLSchema(doc)
+        with _COMPILE_LOCK:
+            doc = etree.parse(str(spec.xsd_path), parser)
+            return etree.XMLSchema(doc)
     except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
         raise ConfigurationError(f"cannot load schema {spec.xsd_path}: {exc}") from None
 

@@ -76,3 +76,45 @@ def test_envelope_needs_a_recipient():
     with pytest.raises(EnvelopeError):
         build_envelope(sender=HUB, recipients=[], subject="LayThuTuc",
                        payload=element(CSDL_TTHC.namespace, "LayThuTuc", {"MATTHC": "1.005129"}))
+
+
+def test_schemas_are_never_compiled_by_two_threads_at_once(monkeypatch):
+    """Each thread compiles its own validators (lxml keeps per-call error state), but libxml2's
+    schema compilation is not safe in two threads at once: a sender pool's first round failed with
+    "Document is not valid XML Schema" for a schema that is. Compilations must queue."""
+    import threading
+    import time
+
+    from lienthong.hub import validation
+
+    real, inside, most = validation.etree.XMLSchema, [0], [0]
+    guard = threading.Lock()
+
+    def compile_slowly(doc):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.01)  # long enough for every other thread to arrive meanwhile
+        try:
+            return real(doc)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    monkeypatch.setattr(validation.etree, "XMLSchema", compile_slowly)
+    barrier, failures = threading.Barrier(6), []
+
+    def first_validation() -> None:  # a new thread: nothing compiled yet in it
+        root = _request(document_id="G10-0000000002")
+        barrier.wait()
+        try:
+            validate(root, "csdl_tthc")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=first_validation) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == [] and most[0] == 1
