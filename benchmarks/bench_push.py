@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     if steady is not None:
         print(f"== steady load: {args.steady_rate:,.0f} changes/s for {args.steady_seconds:.0f} s, intake every 1 s, "
               f"{args.workers} worker(s), batch {max(batches)}")
-        print(f"  {steady['produced']:,} changes, {steady['delivered']:,} delivered; freshness (change committed in "
+        print(f"  {steady['produced']:,} one-stop changes = {steady['delivered']:,} events delivered; freshness (change committed in "
               f"the source → portal acknowledgement) p50 {human(steady['p50'])}, p95 {human(steady['p95'])} "
               f"({steady['samples']:,} samples); left {steady['left'] or 'nothing'}, dead letters {steady['dead']}")
 
