@@ -21,8 +21,8 @@ Delivers what the intake put in the outbox: dossier snapshots in `DongBoHoSoMC` 
 `batch_size`), `isUpdating` known locally or asked with `TraCuuHoSo`, processing steps with
 `CapNhatTienDoHoSoMC`; every message signed, verified and audited. `workers` mapped tasks run in
 parallel; each claims whole dossiers, so a dossier's events are delivered strictly in order and
-never by two workers (on the embedded SQLite store one worker is as fast: a single writer). A
-message cut off by a crash is sent again whole, under the same DocumentId.
+never by two workers, and keeps two messages in flight. A message cut off by a crash is sent
+again whole, under the same DocumentId.
 
 Retryable failures (timeouts, 5xx) are retried per event with exponential backoff and jitter; a
 per-partner circuit breaker stops sending while the portal is down and probes until it is back.
