@@ -42,7 +42,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text
 
 from .audit import AuditTrail, ChainReport
 from .errors import AuditChainBroken, ConfigurationError, HubError, SignatureError
-from .models import GENESIS_HASH, AuditEntry, AuditExport, AuditSeal, AuditTombstone
+from .models import GENESIS_HASH, AuditEntry, AuditExport, AuditSeal, AuditSubject, AuditTombstone
 from .store import SQLITE_BEGIN_OPTION
 
 __all__ = [
@@ -65,6 +65,7 @@ _DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 _LOG = AuditEntry.__table__
 _SEALS = AuditSeal.__table__
 _TOMBS = AuditTombstone.__table__
+_SUBJECTS = AuditSubject.__table__
 _EXPORTS = AuditExport.__table__
 #: PostgreSQL advisory lock key serialising seal/prune writers ("LTAUSEAL" in ASCII).
 _PG_SEAL_LOCK_KEY = 0x4C544155534541
@@ -664,6 +665,8 @@ def prune(engine: Engine, signer, trust_store, before: datetime, *, now: Callabl
             last_hash=plan.last_hash, archive_sha256=archive_of_last, prev_tombstone_hash=prev_hash,
             document=document, tombstone_hash=sha256_hex(document)))
         conn.execute(delete(_LOG).where(_LOG.c.seq >= plan.first_seq, _LOG.c.seq <= plan.last_seq))
+        # the search index is derived from the removed bodies: it goes with them
+        conn.execute(delete(_SUBJECTS).where(_SUBJECTS.c.seq >= plan.first_seq, _SUBJECTS.c.seq <= plan.last_seq))
     return plan, number
 
 

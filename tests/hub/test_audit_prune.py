@@ -8,13 +8,15 @@ from datetime import timedelta
 import pytest
 from audit_ledger_helpers import HUB, clock, exchange, foreign_signer, ledger, resign
 from lienthong.hub.audit_archive import export_archive, verify_archive
+from lienthong.hub.audit_query import update_index
 from lienthong.hub.audit_seal import create_seal, plan_prune, prune, verify_ledger
 from lienthong.hub.errors import AuditChainBroken, ConfigurationError
-from lienthong.hub.models import AuditEntry, AuditTombstone
-from sqlalchemy import delete, func, select, update
+from lienthong.hub.models import AuditEntry, AuditSubject, AuditTombstone
+from sqlalchemy import delete, func, insert, select, update
 
 LOG = AuditEntry.__table__
 TOMBS = AuditTombstone.__table__
+SUBJECTS = AuditSubject.__table__
 
 
 @pytest.fixture
@@ -39,10 +41,17 @@ def test_prune_removes_exported_entries_and_verify_resumes_from_the_tombstone(co
     _days(led)
     create_seal(led.engine, led.signer, now=now)
     first = export_archive(led.engine, led.signer, tmp_path / "a1.zip", ca_paths=[led.ca], to_seq=8, now=now)
+    update_index(led.engine)  # a search indexed the ledger (these test bodies name no dossier: add them)
+    with led.engine.begin() as conn:
+        conn.execute(insert(SUBJECTS), [{"seq": seq, "kind": "dossier", "value": f"G10-20261123-{seq:07d}"}
+                                        for seq in range(1, 25)])
     plan, number = prune(led.engine, led.signer, led.trust, led.t0 + timedelta(days=1), now=now)
     assert (plan.first_seq, plan.last_seq, number) == (1, 8, 1)
     assert plan.archives == ((first.archive_sha256, 1, 8),)
     assert _count(led) == 16
+    with led.engine.connect() as conn:  # the derived index leaves with the entries it was read from
+        indexed = set(conn.execute(select(SUBJECTS.c.seq).distinct()).scalars())
+    assert indexed and min(indexed) > 8
     report = verify_ledger(led.engine, led.trust, HUB)
     assert report.ok, report.problem
     assert (report.start, report.pruned_through, report.chain.checked, report.seals) == (9, 8, 16, 1)
