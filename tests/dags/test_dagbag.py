@@ -153,6 +153,26 @@ def test_audit_seal_dag_settings(dagbag):
     assert "LIENTHONG_TSA_URL" in dag.doc_md and "lienthong audit verify" in dag.doc_md
 
 
+def test_audit_seal_dag_task_seals_the_ledgers_head_once(dagbag, tmp_home, monkeypatch):
+    from lienthong.hub import airflow_conn
+    from lienthong.hub.audit_seal import verify_ledger
+    from lienthong.hub.settings import Settings
+    from lienthong.hub.store import open_store
+    from lienthong.signing.cli import cmd_keys_init, trust_store_for
+
+    monkeypatch.setattr(airflow_conn, "airflow_connection", lambda conn_id: None)  # no Connections defined
+    settings = Settings.from_env()
+    cmd_keys_init(settings)
+    store = open_store(settings)
+    store.audit.record(direction="out", partner="baocao", operation="GuiBaoCao", raw=b"<x/>", outcome="sent")
+    seal = dagbag.dags["lienthong_audit_seal"].task_dict["seal"]
+    first = seal.python_callable()
+    assert first == {"created": True, "seal": 1, "head_seq": 1, "head_hash": first["head_hash"], "timestamped": False}
+    assert seal.python_callable()["created"] is False  # nothing appended since: no new seal
+    report = verify_ledger(store.engine, trust_store_for(settings), settings.agency_code)
+    assert report.ok and report.seals == 1
+
+
 def test_audit_stats_dag_writes_the_previous_days_reports(dagbag, tmp_home):
     import json as _json
 
