@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .audit import _body_problem, _inflate
 from .errors import XmlRejected
+from .masking import json_items as _json_items
 from .models import AuditEntry, AuditSubject, AuditSubjectState
 from .xmlsafe import parse_xml
 
@@ -115,14 +116,6 @@ def extract_subjects(raw: bytes, operation: str = "") -> tuple[set[tuple[str, st
     return found, None
 
 
-def _json_items(data: Any) -> Iterable[tuple[str, Any]]:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield key, value
-            yield from _json_items(value)
-    elif isinstance(data, list):
-        for value in data:
-            yield from _json_items(value)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Engine, case, func, select
 
+from .files import write_atomic
 from .models import AuditEntry
 
 __all__ = ["AuditStats", "OperationStats", "PartnerStats", "compute_stats", "previous_day", "write_daily_report",
@@ -201,22 +200,8 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def _atomic_write(path: Path, data: str) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``: a reader
-    (or a crash) never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """A reader (or a crash) never sees half a report (see :func:`lienthong.hub.files.write_atomic`)."""
+    write_atomic(path, data.encode("utf-8"), mode=0o600)
 
 
 def write_daily_report(engine: Engine, reports_dir: Path, day: date) -> tuple[Path, Path, AuditStats]:

@@ -145,7 +145,7 @@ class Masker:
                 self.learn(name, el.text)
 
     def learn_json(self, data: Any) -> None:
-        for key, value in _json_items(data):
+        for key, value in json_items(data):
             if key in _ALL_FIELDS and isinstance(value, str):
                 self.learn(key, value)
 
@@ -242,11 +242,12 @@ class Masker:
         return self.text(raw.decode("utf-8", "replace")) or ""
 
 
-def _json_items(data: Any) -> Iterable[tuple[str, Any]]:
+def json_items(data: Any) -> Iterable[tuple[str, Any]]:
+    """Every ``(key, value)`` pair in a JSON document, depth first (nested objects and lists too)."""
     if isinstance(data, dict):
         for key, value in data.items():
             yield key, value
-            yield from _json_items(value)
+            yield from json_items(value)
     elif isinstance(data, list):
         for value in data:
-            yield from _json_items(value)
+            yield from json_items(value)

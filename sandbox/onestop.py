@@ -60,10 +60,8 @@ import heapq
 import io
 import itertools
 import json
-import os
 import random
 import re
-import secrets
 import sys
 import time
 import unicodedata
@@ -92,6 +90,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 
+from ..hub.files import write_atomic
 from .catalogue import VN_TZ, Catalogue, parse_code
 
 # =============================================================================================
@@ -1223,40 +1222,9 @@ def _spoil(kind: str, i: int, row: dict[str, Any], step: dict[str, Any]) -> None
 # export files for the file-drop source
 # =============================================================================================
 def atomic_write(path: Path, content: bytes | Callable[[BinaryIO], None]) -> Path:
-    """Write ``path`` so that no reader ever sees it half-written.
-
-    The bytes go to a hidden temporary file in the same directory (``.<name>.<random>.tmp``: a
-    reader's ``*.json`` / ``hoso-*.csv`` patterns never match it), are flushed to disk, and the
-    file is then renamed over ``path`` in one step (``os.replace``, atomic on POSIX and Windows
-    within one file system). If anything fails, the temporary file is removed and ``path`` is
-    left as it was.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            if isinstance(content, (bytes, bytearray)):
-                fh.write(content)
-            else:
-                content(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        try:
-            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return path
-        try:
-            os.fsync(dir_fd)
-        except OSError:
-            pass
-        finally:
-            os.close(dir_fd)
-    return path
+    """Write ``path`` so that no reader (the file-drop intake) ever sees it half-written: see
+    :func:`lienthong.hub.files.write_atomic`."""
+    return write_atomic(path, content)
 
 
 def export_value(value: Any) -> Any:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from lienthong.hub.errors import ConfigurationError
+from lienthong.hub.files import write_atomic
 from lienthong.hub.settings import DEFAULT_AGENCY_NAME, NATIONAL_AGENCY_NAME
 
 __all__ = [
@@ -412,23 +412,8 @@ def revoke(
 # files
 # --------------------------------------------------------------------------------------------
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` via a same-directory temp file created with ``mode`` from the start."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``data`` to ``path`` atomically, created with ``mode`` from the start."""
+    write_atomic(path, data, mode=mode)
 
 
 def resolve_password(pki_dir: Path, password: str | bytes | None = None, *, create: bool = True) -> tuple[bytes, Path | None]:

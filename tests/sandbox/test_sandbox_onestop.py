@@ -603,7 +603,9 @@ def test_atomic_write_shows_no_partial_file(tmp_path, monkeypatch):
         seen.append((Path(src).name, Path(dst)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(onestop.os, "replace", checking_replace)
+    from lienthong.hub import files
+
+    monkeypatch.setattr(files.os, "replace", checking_replace)
     atomic_write(target, b'{"hoso": [], "buoc_xu_ly": []}')
     assert seen and seen[0][1] == target and target.exists()
 
