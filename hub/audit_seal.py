@@ -291,6 +291,7 @@ def create_seal(engine: Engine, signer, *, force: bool = False, timestamper: Cal
                           reason=f"nothing new since seal {last[0]} (entry {head_seq})")
     number = (last[0] + 1) if last else 1
     prev_hash = last[1] if last else GENESIS_HASH
+    _check_before_sealing(engine, trail, head_seq)
     sealed_at = now()
     document = signer.sign(seal_xml(number, head_seq, head_hash, sealed_at, prev_hash))
     token = tsa_time = None
@@ -307,6 +308,36 @@ def create_seal(engine: Engine, signer, *, force: bool = False, timestamper: Cal
             id=number, sealed_at=sealed_at, head_seq=head_seq, head_hash=head_hash, prev_seal_hash=prev_hash,
             document=document, seal_hash=sha256_hex(document), tsa_token=token, tsa_time=tsa_time))
     return SealResult(True, number, head_seq, head_hash, sealed_at, timestamped=token is not None)
+
+
+def _check_before_sealing(engine: Engine, trail: AuditTrail, head_seq: int) -> None:
+    """Refuse to vouch for a ledger that does not verify since the last thing that vouched for it.
+
+    A seal signs "the chain ends at entry N with hash H"; signing that over entries edited since
+    the previous seal would turn the tampering into signed history. So the entries after the newest
+    seal (or tombstone, whichever is later) are re-walked first, anchored on the hash that seal or
+    tombstone recorded, which is an hour of entries for the hourly DAG; the first seal walks the
+    whole ledger once.
+    """
+    with engine.connect() as conn:
+        sealed = conn.execute(select(_SEALS.c.head_seq, _SEALS.c.head_hash)
+                              .order_by(_SEALS.c.id.desc()).limit(1)).one_or_none()
+        pruned = conn.execute(select(_TOMBS.c.last_seq, _TOMBS.c.last_hash)
+                              .order_by(_TOMBS.c.id.desc()).limit(1)).one_or_none()
+    anchors = [tuple(row) for row in (sealed, pruned) if row is not None]
+    start, anchor = 1, None
+    if anchors:
+        vouched_seq, vouched_hash = max(anchors, key=lambda item: item[0])
+        start, anchor = int(vouched_seq) + 1, str(vouched_hash)
+    if start > head_seq:
+        return
+    report = trail.verify(start=start, anchor=anchor)
+    if not report.ok:
+        since = f"since entry {start - 1}, the last one sealed or pruned" if start > 1 else "from its first entry"
+        raise AuditChainBroken(
+            f"not sealing: the ledger does not verify {since}: {report.reason}",
+            detail=f"first_bad_seq={report.first_bad_seq} (run 'lienthong audit verify')",
+        )
 
 
 # --- verification -------------------------------------------------------------------------------

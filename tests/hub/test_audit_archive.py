@@ -83,6 +83,18 @@ def test_export_by_day_includes_the_whole_last_day(led, tmp_path):
         parse_when("30/11/2026")
 
 
+def test_export_names_a_body_damaged_after_its_range_was_sealed(led, tmp_path):
+    now = clock(led)
+    exchange(led, 2)
+    create_seal(led.engine, led.signer, now=now)  # covers entries 1..4: the export will not seal again
+    log = AuditEntry.__table__
+    with led.engine.begin() as conn:
+        conn.execute(update(log).where(log.c.seq == 2).values(body=b"not zlib"))
+    with pytest.raises(AuditChainBroken, match="cannot export entry 2: the stored body is not valid compressed data"):
+        _export(led, tmp_path / "broken.zip", now)
+    assert not (tmp_path / "broken.zip").exists() and not (tmp_path / "broken.zip.partial").exists()
+
+
 def test_export_refuses_what_it_cannot_do_well(led, tmp_path):
     now = clock(led)
     with pytest.raises(ConfigurationError, match="no audit entries to export"):
@@ -94,7 +106,9 @@ def test_export_refuses_what_it_cannot_do_well(led, tmp_path):
     log = AuditEntry.__table__
     with led.engine.begin() as conn:
         conn.execute(update(log).where(log.c.seq == 2).values(body=b"not zlib"))
-    with pytest.raises(AuditChainBroken, match="cannot export entry 2: the stored body is not valid compressed data"):
+    # exporting seals the range first, and a ledger that does not verify is never sealed
+    with pytest.raises(AuditChainBroken, match="not sealing: the ledger does not verify from its first entry: "
+                                               "entry 2 body edited: the stored body is not valid compressed data"):
         _export(led, tmp_path / "broken.zip", now)
     assert not (tmp_path / "broken.zip").exists() and not (tmp_path / "broken.zip.partial").exists()
 

@@ -9,10 +9,11 @@ import pytest
 from audit_ledger_helpers import HUB, NATIONAL, clock, exchange, foreign_signer, ledger, rehash_from, resign
 from lienthong.hub.audit_seal import create_seal, verify_ledger
 from lienthong.hub.errors import AuditChainBroken
-from lienthong.hub.models import AuditSeal
+from lienthong.hub.models import AuditEntry, AuditSeal
 from sqlalchemy import delete, select, update
 
 SEALS = AuditSeal.__table__
+LOG = AuditEntry.__table__
 
 
 @pytest.fixture
@@ -70,6 +71,30 @@ def test_a_consistent_rewrite_of_the_chain_is_caught_by_the_seal(led):
     assert not report.ok and report.where == "seal 2"
     assert "seal 2 does not match the ledger: entry 20 now hashes to" in report.problem
     assert "entries 11..20 were rewritten after they were sealed" in report.problem
+
+
+def test_a_seal_never_vouches_for_entries_edited_since_the_last_one(led):
+    now = clock(led)
+    exchange(led, 5)
+    create_seal(led.engine, led.signer, now=now)  # seals entry 10
+    exchange(led, 5, start=led.t0 + timedelta(hours=1))
+    with led.engine.begin() as conn:  # entry 14 edited in place
+        conn.execute(update(LOG).where(LOG.c.seq == 14).values(outcome="fault"))
+    with pytest.raises(AuditChainBroken, match=r"not sealing: the ledger does not verify since entry 10, the last one sealed or pruned: .*entry 14"):
+        create_seal(led.engine, led.signer, now=now)
+    with led.engine.connect() as conn:
+        assert conn.execute(select(SEALS.c.id)).scalars().all() == [1]
+
+
+def test_a_consistent_rewrite_reaching_back_before_the_last_seal_is_not_sealed(led):
+    now = clock(led)
+    exchange(led, 5)
+    create_seal(led.engine, led.signer, now=now)  # seals entry 10
+    exchange(led, 5, start=led.t0 + timedelta(hours=1))
+    rehash_from(led.engine, 6, outcome="fault")  # entries 6..20 rewritten, every hash recomputed
+    assert led.trail.verify().ok  # the chain alone cannot tell
+    with pytest.raises(AuditChainBroken, match="not sealing: the ledger does not verify since entry 10"):
+        create_seal(led.engine, led.signer, now=now)
 
 
 def test_a_seal_re_signed_with_a_foreign_key_is_named(led):
