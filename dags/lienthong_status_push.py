@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
     params={
         "workers": Param(2, type="integer", minimum=1, maximum=16, description="parallel delivery workers"),
         "batch_size": Param(50, type="integer", minimum=1, maximum=500, description="dossiers per DongBoHoSoMC"),
+        "senders": Param(2, type="integer", minimum=1, maximum=8,
+                         description="messages of different dossiers in flight per worker"),
     },
     default_args=default_args(retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=5),
                               execution_timeout=timedelta(minutes=25)),
@@ -75,9 +77,10 @@ def lienthong_status_push():
         worker_id = f"{run_id or 'airflow'}:{slot}"
         totals = {"delivered": 0, "retried": 0, "dead": 0, "messages": 0}
         batch_size = int((params or {}).get("batch_size") or 50)
+        senders = int((params or {}).get("senders") or 2)
         while True:
             summary = deliver_once(store.engine, portal, worker_id=worker_id, batch_size=batch_size,
-                                   sole_feed_since=settings.portal_sole_feed_since)
+                                   sole_feed_since=settings.portal_sole_feed_since, senders=senders)
             for key in totals:
                 totals[key] += getattr(summary, key)
             if summary.claimed == 0 or summary.stopped:

@@ -283,7 +283,7 @@ def cmd_push_status(args: argparse.Namespace) -> int:
         passes = 0
         while True:
             summary = deliver_once(store.engine, portal, worker_id=worker, batch_size=args.batch_size,
-                                   sole_feed_since=settings.portal_sole_feed_since)
+                                   sole_feed_since=settings.portal_sole_feed_since, senders=args.senders)
             passes += 1
             for key in ("claimed", "delivered", "retried", "dead", "messages", "lookups", "resent", "presumed_new"):
                 totals[key] = totals.get(key, 0) + getattr(summary, key)
@@ -502,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     push_sub.required = True
     ps = push_sub.add_parser("status", help="deliver pending dossier statuses and steps to the portal")
     ps.add_argument("--batch-size", type=int, default=50, help="dossiers per DongBoHoSoMC message (default 50)")
+    ps.add_argument("--senders", type=int, default=2,
+                    help="messages of different dossiers in flight at once (default 2; 1 = one at a time)")
     ps.add_argument("--worker", help="worker id (default host:pid)")
     ps.add_argument("--once", action="store_true", help="one claim only (default: until nothing is claimable)")
     ps.add_argument("--json", action="store_true")

@@ -141,7 +141,7 @@ def test_dossier_dags_settings(dagbag):
     assert [o.uri for o in intake.task_dict["intake"].outlets] == ["lienthong://outbox/dossiers"]
     deliver = push.task_dict["deliver"]
     assert deliver.upstream_task_ids == {"worker_slots"}  # mapped over worker slots
-    assert set(push.params.keys()) == {"workers", "batch_size"}
+    assert set(push.params.keys()) == {"workers", "batch_size", "senders"}
 
 
 def test_audit_seal_dag_settings(dagbag):

@@ -145,7 +145,7 @@ def test_intake_push_status_and_dead_letters_through_the_cli(tmp_home, monkeypat
         assert main(["intake", "--sql", f"sqlite:///{tmp_path / 'onestop.db'}", "--json"]) == 0
         intake = json.loads(capsys.readouterr().out)
         assert intake["enqueued"] > 25 and intake["dead_lettered"] >= 1
-        assert main(["push", "status", "--batch-size", "10", "--json"]) == 0
+        assert main(["push", "status", "--batch-size", "10", "--senders", "3", "--json"]) == 0
         pushed = json.loads(capsys.readouterr().out)
         assert pushed["delivered"] > 0 and pushed["outbox"]["depth"]["pending"] == 0
         assert main(["status", "--json"]) == 0
