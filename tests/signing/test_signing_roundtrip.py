@@ -199,3 +199,31 @@ def test_serialized_verified_tree_is_the_signed_content(signed_envelope, verifie
     assert etree.tostring(doc.root, method="c14n", exclusive=True) == etree.tostring(
         original, method="c14n", exclusive=True)
     assert serialize(doc.root)  # a normal, serialisable element
+
+
+@pytest.mark.parametrize("dossiers", [1, 40])
+def test_the_lean_signer_writes_exactly_what_signxml_writes(hub_identity, dossiers):
+    """The hub builds its signatures with lxml's canonicaliser instead of signxml.XMLSigner (which
+    re-parses the document several times). RSA PKCS#1 v1.5 is deterministic, so for the same
+    document the two must produce the same bytes: same digest, same SignedInfo, same value, same
+    KeyInfo. A Vietnamese payload and an inherited-namespace SOAP-style wrapper are included."""
+    from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod, XMLSigner
+    from signxml.algorithms import SignatureConstructionMethod
+
+    envelope = build_envelope(dossiers=dossiers)
+    reference = XMLSigner(
+        method=SignatureConstructionMethod.enveloped, signature_algorithm=SignatureMethod.RSA_SHA256,
+        digest_algorithm=DigestAlgorithm.SHA256, c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+    ).sign(envelope, key=hub_identity.private_key, cert=[hub_identity.certificate])
+    expected = etree.tostring(reference, encoding="UTF-8", xml_declaration=False)
+    assert Signer(hub_identity).sign(envelope) == expected
+    wrapper = etree.Element("{urn:wrap}Outer", nsmap={"w": "urn:wrap", "x": "urn:unused"})
+    wrapper.append(build_envelope(dossiers=dossiers))
+    inner = wrapper[0]
+    mine = Signer(hub_identity).sign(inner)
+    theirs = XMLSigner(
+        method=SignatureConstructionMethod.enveloped, signature_algorithm=SignatureMethod.RSA_SHA256,
+        digest_algorithm=DigestAlgorithm.SHA256, c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+    ).sign(inner, key=hub_identity.private_key, cert=[hub_identity.certificate])
+    assert etree.fromstring(mine).find(ds("Signature")).findtext(ds("SignatureValue")) == \
+        theirs.find(ds("Signature")).findtext(ds("SignatureValue"))
