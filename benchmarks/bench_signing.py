@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
+from benchkit import machine_info
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from lienthong.signing.keys import load_identity
@@ -115,37 +114,6 @@ def _fallback_envelope(payload: etree._Element) -> etree._Element:
     return root
 
 
-def machine_info() -> list[tuple[str, str]]:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
-    import ssl
-
-    versions = []
-    for dist in ("lxml", "signxml", "cryptography"):
-        try:
-            versions.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{dist} ?")
-    libxml = ".".join(map(str, etree.LIBXML_VERSION))
-    return [
-        ("platform", platform.platform()),
-        ("cpu", cpu),
-        ("cores", f"{os.cpu_count()} logical, {usable} usable by this process (benchmark is single-threaded)"),
-        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("libraries", ", ".join(versions) + f"; libxml2 {libxml}; {ssl.OPENSSL_VERSION}"),
-    ]
-
-
 def timed(fn, iterations: int, warmup: int) -> tuple[float, float]:
     """(operations per second, median milliseconds per operation)."""
     for _ in range(warmup):
@@ -171,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--iterations must be at least 1")
     warmup = max(3, args.iterations // 20)
 
-    print("== machine")
-    for k, v in machine_info():
-        print(f"  {k:10} {v}")
+    print("== machine (this benchmark is single-threaded)")
+    for k, v in machine_info().items():
+        print(f"  {k:22} {v}")
 
     with tempfile.TemporaryDirectory(prefix="bench-signing-") as tmp:
         password = os.urandom(24).hex()
