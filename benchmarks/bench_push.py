@@ -44,25 +44,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchkit import SandboxProcess, load_average, machine_info
+from benchkit import HUB_AGENCY, NATIONAL_AGENCY, SandboxProcess, fresh_store, load_average, machine_info
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import Engine, select, text
 
-HUB_AGENCY = "000.00.00.G10"
-NATIONAL_AGENCY = "000.00.00.G22"
 TARGET_RATE = 5_000.0
 BACKLOG = 200_000
 BACKLOG_SECONDS = 60.0
 SEED = 11
-
-
-# ------------------------------------------------------------------------------------------------
-# machine
-# ------------------------------------------------------------------------------------------------
-def machine_lines() -> list[str]:
-    info = machine_info()
-    return [f"{key:10} {value}" for key, value in info.items()]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -108,19 +98,6 @@ def build_onestop(path: Path, events: int) -> tuple[Any, dict[str, Any]]:
     info = {"dossiers": sim.total_dossiers, "steps": sim.total_changes, "seconds": time.perf_counter() - t0,
             "first": start, "last": sim.clock}
     return sim, info
-
-
-def fresh_store(db_url: str) -> Engine:
-    from lienthong.hub.models import Base
-    from lienthong.hub.store import make_engine, upgrade
-
-    engine = make_engine(db_url)
-    if engine.dialect.name == "postgresql":  # a scratch database: start empty every time
-        Base.metadata.drop_all(engine)
-        with engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    upgrade(engine)
-    return engine
 
 
 def intake(engine: Engine, onestop_engine: Engine) -> dict[str, Any]:
@@ -329,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--events must be >= 10 and batch sizes >= 1")
 
     print("== machine")
-    for line in machine_lines():
-        print(f"  {line}")
+    for key, value in machine_info().items():
+        print(f"  {key:10} {value}")
 
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp_name:
         tmp = Path(tmp_name)

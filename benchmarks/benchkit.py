@@ -1,4 +1,5 @@
-"""What the benchmarks share: the machine they ran on, and the sandbox as a separate process.
+"""What the benchmarks share: the machine they ran on, the sandbox as a separate process, the
+development agencies and a fresh hub store.
 
 A plain module beside the benchmark scripts (``python benchmarks/bench_x.py`` puts this folder on
 ``sys.path``), so every benchmark prints the same machine facts and starts the national sandbox
@@ -21,6 +22,9 @@ from pathlib import Path
 from lxml import etree
 
 SANDBOX_START_TIMEOUT_S = 120.0
+#: the agencies of the development PKI the benchmarks make for each run
+HUB_AGENCY = "000.00.00.G10"
+NATIONAL_AGENCY = "000.00.00.G22"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -107,3 +111,19 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def fresh_store(db_url: str):
+    """A migrated hub store at ``db_url``, empty: a PostgreSQL URL names a scratch database whose
+    hub tables are dropped and recreated (a SQLite file is expected to be new)."""
+    from lienthong.hub.models import Base
+    from lienthong.hub.store import make_engine, upgrade
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
+    if engine.dialect.name == "postgresql":
+        Base.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    upgrade(engine)
+    return engine
