@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import socket
 import subprocess
@@ -26,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchkit import machine_info, process_cpu_seconds
 
 
 def _free_port() -> int:
@@ -49,13 +50,6 @@ def _start_sandbox(home: Path, port: int, procedures: int, revision: int) -> sub
 def _cpu_seconds() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> int:
@@ -89,22 +83,21 @@ def main() -> int:
     options = {"concurrency": args.concurrency, "processes": args.processes,
                "client_factory": partial(csdl_client, settings)}
     print("== machine")
-    print(f"  {platform.platform()} | {_cpu()} | {os.cpu_count()} cores | Python {platform.python_version()}")
+    for k, v in machine_info().items():
+        print(f"  {k:22} {v}")
     print(f"  store {store.engine.url.render_as_string(hide_password=True).split('@')[-1]}; "
           f"sandbox in its own process; {max(1, args.processes)} fetching process(es) × "
           f"{args.concurrency} concurrent LayThuTuc calls")
 
     sandbox = _start_sandbox(home, port, args.procedures, revision=0)
     try:
-        import psutil
-
         cpu_before = _cpu_seconds()
-        sandbox_before = sum(psutil.Process(sandbox.pid).cpu_times()[:2])
+        sandbox_before = process_cpu_seconds(sandbox.pid)
         began = time.perf_counter()
         full = sync_catalogue(store.engine, client, full=True, **options)
         full_s = time.perf_counter() - began
         hub_cpu = _cpu_seconds() - cpu_before  # this process + its joined worker processes
-        sandbox_cpu = sum(psutil.Process(sandbox.pid).cpu_times()[:2]) - sandbox_before
+        sandbox_cpu = process_cpu_seconds(sandbox.pid) - sandbox_before
         # peak resident memory of this process and of its worker processes (each, not summed)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
