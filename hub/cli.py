@@ -101,18 +101,27 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 
 
 # --- procedure catalogue ---------------------------------------------------------------------
-def _parse_since(value: str | None):
-    from datetime import UTC, datetime
+def parse_moment(value: str | None, option: str, *, end: bool = False):
+    """An ISO date or date-time given on the command line; without an offset it is UTC (the ledger's
+    and the watermarks' own time). The one parser for every command's time options.
+
+    A bare date given to an end bound (``--until 2026-11-22``) means the end of that day, so the
+    day is included; ``--since 2026-11-22`` starts at its midnight.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from .errors import ConfigurationError
 
     if not value:
         return None
-    from .errors import ConfigurationError
-
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigurationError(
-            f"--since {value!r} is not an ISO date/time (e.g. 2026-11-01T00:00:00+07:00)") from None
+            f"{option} {value!r} is not an ISO date or date-time (e.g. 2026-11-22 or 2026-11-22T08:00:00+07:00)"
+        ) from None
+    if end and len(value.strip()) == 10:
+        moment += timedelta(days=1)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -127,7 +136,7 @@ def cmd_sync_tthc(args: argparse.Namespace) -> int:
     settings = _settings()
     store = open_store(settings)
     client = CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=store.audit))
-    since = _parse_since(args.since)
+    since = parse_moment(args.since, "--since")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=args.json) as bar:
         task = bar.add_task("listing the national catalogue", total=None)

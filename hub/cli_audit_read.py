@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +33,6 @@ def _cli():
     from . import cli
 
     return cli
-
-
-def parse_moment(value: str | None, option: str, *, end: bool = False) -> datetime | None:
-    """An ISO date or date-time; without an offset it is UTC (the ledger's own time).
-
-    A bare date given to an end bound (``--until 2026-11-22``) means the end of that day, so the
-    day is included; ``--since 2026-11-22`` starts at its midnight.
-    """
-    from .errors import ConfigurationError
-
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigurationError(
-            f"{option} {value!r} is not an ISO date or date-time (e.g. 2026-11-22 or 2026-11-22T08:00:00+07:00)"
-        ) from None
-    if end and len(value.strip()) == 10:
-        moment += timedelta(days=1)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def operator_identity() -> dict[str, str]:
@@ -149,8 +128,8 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--limit must be at least 1, got {args.limit}")
     query = SearchQuery(
         dossier=args.dossier, procedure=args.procedure, partner=args.partner, operation=args.operation,
-        outcome=args.outcome, direction=args.direction, since=parse_moment(args.since, "--since"),
-        until=parse_moment(args.until, "--until", end=True), document=args.document, unparsed=args.unparsed,
+        outcome=args.outcome, direction=args.direction, since=_cli().parse_moment(args.since, "--since"),
+        until=_cli().parse_moment(args.until, "--until", end=True), document=args.document, unparsed=args.unparsed,
         limit=args.limit, oldest_first=args.oldest_first,
     )
     store = _store()
@@ -380,8 +359,8 @@ def cmd_audit_stats(args: argparse.Namespace) -> int:
     cli = _cli()
     if args.json and args.csv:
         raise ConfigurationError("choose one of --json and --csv")
-    stats = compute_stats(_store().engine, since=parse_moment(args.since, "--since"),
-                          until=parse_moment(args.until, "--until", end=True))
+    stats = compute_stats(_store().engine, since=_cli().parse_moment(args.since, "--since"),
+                          until=_cli().parse_moment(args.until, "--until", end=True))
     if args.json:
         cli.console.print_json(json.dumps(stats.as_dict(), ensure_ascii=False))
         return 0
