@@ -22,8 +22,9 @@ from ..connectors.reporting import ReportingClient
 from ..connectors.services import SERVICES
 from ..connectors.soap import Reply, SoapConnector
 from ..sandbox.server import SandboxConfig, SandboxServer
-from ..signing.cli import cmd_keys_init
+from ..signing.cli import cmd_keys_init, signer_for, trust_store_for
 from .audit import AuditTrail
+from .audit_seal import create_seal, verify_ledger
 from .catalogue import list_procedures, sync_catalogue
 from .errors import ConfigurationError, HubError
 from .settings import Settings
@@ -140,13 +141,23 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
     if received is not None:
         console.print(f"the sandbox recorded {received} signed requests in its own store")
 
-    report = audit.verify()
-    if report.ok:
-        console.print(f"[green]✓[/] audit chain intact: {report.checked} entries verified "
-                      f"([cyan]lienthong audit verify[/])")
+    # What the hourly lienthong_audit_seal DAG does: sign a checkpoint of the ledger's head, then
+    # verify chain and seals together, as `lienthong audit verify` does.
+    try:
+        seal = create_seal(store.engine, signer_for(settings))
+        ledger = verify_ledger(store.engine, trust_store_for(settings), settings.agency_code)
+    except HubError as exc:
+        failures.append(f"audit seal: {exc}")
+        console.print(f"[red]✗[/] audit seal: {escape(str(exc))}")
     else:
-        failures.append(f"audit chain broken at {report.first_bad_seq}: {report.reason}")
-        console.print(f"[red]✗[/] audit chain broken at entry {report.first_bad_seq}: {escape(report.reason or '')}")
+        if ledger.ok:
+            console.print(f"[green]✓[/] audit chain intact: {ledger.chain.checked} entries verified, "
+                          f"{ledger.seals} seal(s), the newest (seal {seal.number}) at entry {seal.head_seq} "
+                          f"([cyan]lienthong audit verify[/]; read it: [cyan]lienthong audit search[/], "
+                          f"[cyan]lienthong audit dossier CODE[/])")
+        else:
+            failures.append(f"audit ledger: {ledger.where}: {ledger.problem}")
+            console.print(f"[red]✗[/] audit ledger broken at {ledger.where}: {escape(ledger.problem or '')}")
     console.print(f"done in {time.perf_counter() - started:.1f} s")
     if failures:
         console.print(f"[red]{len(failures)} step(s) failed[/]")

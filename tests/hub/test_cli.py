@@ -81,13 +81,14 @@ def test_demo_runs_end_to_end_in_a_fresh_home(tmp_path):
     env["LIENTHONG_HOME"] = str(tmp_path / "home")
     result = run("demo", "--procedures", "120", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "audit chain intact" in result.stdout
+    assert "audit chain intact" in result.stdout and "1 seal(s)" in result.stdout
     assert "✗" not in result.stdout
     for service in ("csdl_tthc", "dvc_portal", "baocao"):
         assert service in result.stdout
     # a second run reuses the keys and extends the same chain
     again = run("demo", "--procedures", "120", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 seal(s)" in again.stdout  # the second run's seal chains to the first, and both verify
     assert (tmp_path / "home" / "pki" / "hub.p12").exists()
 
 
