@@ -43,6 +43,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.hashes import SHA256
 from lxml import etree
 from sqlalchemy import Engine, func, insert, select
 
@@ -234,7 +235,7 @@ def export_archive(engine: Engine, signer, out: Path, *, ca_paths=(), start: dat
                 last = entry
                 cert = _signer_certificate(raw)
                 if cert is not None:
-                    signer_certs.setdefault(cert.fingerprint(hashes_sha256()), cert)
+                    signer_certs.setdefault(cert.fingerprint(SHA256()), cert)
             rows.close()
             assert first is not None and last is not None  # _seq_range found the range complete
             entry_lines.seek(0)
@@ -266,7 +267,7 @@ def export_archive(engine: Engine, signer, out: Path, *, ca_paths=(), start: dat
 
                     put(zf, f"seals/{seal.id}.tsr", bytes(seal.tsa_token))
                     for cert in token_certificates(bytes(seal.tsa_token)):
-                        tsa_certs.setdefault(cert.fingerprint(hashes_sha256()), cert)
+                        tsa_certs.setdefault(cert.fingerprint(SHA256()), cert)
             put(zf, "certs/hub.pem", _certificate_pem(signer.identity.certificate))
             for i, cert in enumerate(signer_certs.values(), 1):
                 put(zf, f"certs/signer-{i}.pem", _certificate_pem(cert))
@@ -306,12 +307,6 @@ def export_archive(engine: Engine, signer, out: Path, *, ca_paths=(), start: dat
             file_name=str(out)))
     return ExportResult(out, archive_sha, lo, hi, hi - lo + 1, len(kept),
                         prev.archive_sha256 if prev else None, sealed_now)
-
-
-def hashes_sha256():
-    from cryptography.hazmat.primitives import hashes
-
-    return hashes.SHA256()
 
 
 def _file_sha256(path: Path) -> str:
