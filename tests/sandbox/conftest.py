@@ -1,16 +1,14 @@
-"""Fixtures for the sandbox tests: one development PKI per session, a fresh in-process sandbox per test.
+"""Fixtures for the sandbox tests: the session's development PKI, a fresh in-process sandbox per test.
 
-Key generation is the slow part, so the PKI (and a second, foreign CA for "untrusted signer" cases)
-is made once. Each test gets its own sandbox on a free port with an in-memory store, so tests never
-see each other's dossiers or messages; starting one costs a few milliseconds.
+Key generation is the slow part, so the sandbox tests use the PKI tests/conftest.py makes once per
+session (``conn_home``), plus a foreign CA for "untrusted signer" cases. Each test gets its own
+sandbox (tests/conftest.py's ``make_sandbox``: a free port, an in-memory store) so tests never see
+each other's dossiers or messages; starting one costs a few milliseconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from lienthong.sandbox.server import MEMORY, SandboxConfig, SandboxServer
 from lienthong.signing import Signer, TrustStore, Verifier, init_dev_pki, load_identity
 from lienthong.signing.keys import SigningIdentity
 from lienthong.signing.pki import PkiFiles, create_ca, issue_certificate
@@ -18,8 +16,9 @@ from sandbox_helpers import HUB_AGENCY, NATIONAL_AGENCY, PASSWORD, SandboxClient
 
 
 @pytest.fixture(scope="session")
-def pki(tmp_path_factory) -> PkiFiles:
-    return init_dev_pki(tmp_path_factory.mktemp("sandbox-pki") / "pki", HUB_AGENCY, NATIONAL_AGENCY, PASSWORD)
+def pki(conn_home) -> PkiFiles:
+    """The session's development PKI (made by ``conn_home`` for the same two agencies)."""
+    return init_dev_pki(conn_home / "pki", HUB_AGENCY, NATIONAL_AGENCY, PASSWORD)
 
 
 @pytest.fixture(scope="session")
@@ -42,27 +41,9 @@ def foreign_signer() -> Signer:
 
 
 @pytest.fixture
-def make_sandbox(pki) -> Iterator:
-    started: list[SandboxServer] = []
-
-    def make(**overrides) -> SandboxServer:
-        config = SandboxConfig(port=0, store_path=MEMORY, pki_dir=pki.pki_dir, key_password=PASSWORD,
-                               procedures=300, seed=1)
-        for key, value in overrides.items():
-            setattr(config, key, value)
-        server = SandboxServer(config)
-        server.start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.close()
-
-
-@pytest.fixture
-def sandbox(make_sandbox) -> SandboxServer:
-    return make_sandbox()
+def make_sandbox(make_sandbox):
+    """tests/conftest.py's ``make_sandbox`` with the sandbox tests' default catalogue of 300 procedures."""
+    return lambda **overrides: make_sandbox(**{"procedures": 300, **overrides})
 
 
 @pytest.fixture

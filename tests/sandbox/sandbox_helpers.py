@@ -21,12 +21,12 @@ from lienthong.hub.validation import validate
 from lienthong.hub.xmlsafe import parse_xml
 from lienthong.signing import Signer, Verifier
 from lxml import etree
+from national_helpers import PASSWORD as PASSWORD  # re-exported: the session dev PKI's password (conn_home)
 
 HUB_AGENCY = "000.00.00.G10"
 HUB = Party(HUB_AGENCY, "Bộ Nông nghiệp và Môi trường")
 NATIONAL_AGENCY = "000.00.00.G22"
 NATIONAL = Party(NATIONAL_AGENCY, "Văn phòng Chính phủ")
-PASSWORD = "mật-khẩu-sandbox-7c1d"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
