@@ -413,7 +413,8 @@ class _Pass:
             if self.stop_reason is not None:
                 return "", None, []
             if document_id is None:
-                events = self._hold(events)
+                # _assign renews the lease (when due) in the transaction that marks the events
+                events = [e for e in events if e.id in self.active]
                 if not events:
                     return "", None, []
                 doc_id = message_document_id(operation, events, is_updating=is_updating)
