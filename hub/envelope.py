@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from ..connectors.services import DSIG_NS, EDXML_NS
+from ..connectors.services import EDXML_NS
 from .errors import EnvelopeError
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -193,7 +193,3 @@ def header_fields(root: etree._Element) -> dict[str, str | None]:
         }
     except Exception:  # noqa: BLE001 - audit metadata must not mask the real error
         return {}
-
-
-def signature_elements(root: etree._Element) -> list[etree._Element]:
-    return root.findall(".//{%s}Signature" % DSIG_NS)

@@ -12,7 +12,7 @@ import threading
 
 from lxml import etree
 
-from ..connectors.services import SERVICES, schemas_dir
+from ..connectors.services import SERVICES
 from .errors import ConfigurationError, SchemaViolation
 
 _local = threading.local()  # lxml validators keep per-call error state: one per thread
@@ -59,7 +59,3 @@ def validate(root: etree._Element, service_name: str, *, what: str = "message") 
         f"{what} does not match schema {SERVICES[service_name].xsd_file}: line {first.line}{path}: {first.message}{more}",
         detail="\n".join(f"line {e.line}: {e.message}" for e in errors[:20]),
     )
-
-
-def schema_files() -> list[str]:
-    return sorted(p.name for p in schemas_dir().glob("*.xsd"))
