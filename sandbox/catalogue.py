@@ -338,8 +338,9 @@ def seed_procedures() -> tuple[SeedProcedure, ...]:
     return tuple(out)
 
 
-def _lower_first(text: str) -> str:
-    # "Giấy chứng nhận" → "giấy chứng nhận", but keep acronyms such as "CITES" or "ODA"
+def lower_first(text: str) -> str:
+    """Lower the first letter so a name can follow another phrase ("Giấy chứng nhận" → "giấy chứng
+    nhận"); acronyms such as "CITES" or "ODA" stay as they are."""
     if len(text) > 1 and text[0].isupper() and text[1].islower():
         return text[0].lower() + text[1:]
     return text
@@ -353,7 +354,7 @@ def variant_name(name: str, choice: int) -> str | None:
             obj = rest[len(head):]
             if obj.startswith(("lại ", "đổi ", "gia hạn ")):
                 return None
-            return prefixes[choice % len(prefixes)] + _lower_first(obj)
+            return prefixes[choice % len(prefixes)] + lower_first(obj)
     return None
 
 
@@ -855,7 +856,7 @@ class Catalogue:
             for k, (doc, form) in enumerate(documents)
         ]}]
 
-        lower_name = _lower_first(name)
+        lower_name = lower_first(name)
         if "giấy phép" in lower_name:
             result_name = "Giấy phép"
         elif "giấy chứng nhận" in lower_name or "chứng chỉ" in lower_name:
@@ -869,7 +870,7 @@ class Catalogue:
             # every amendment is announced by a publication decision: the record always differs
             legal.append((f"{1000 + content_rev}/QĐ-BNNMT",
                           "Quyết định về việc công bố thủ tục hành chính được sửa đổi, bổ sung trong lĩnh vực "
-                          + _lower_first(field.name)))
+                          + lower_first(field.name)))
 
         steps = [
             f"Bước 1: Tổ chức, cá nhân nộp hồ sơ đến {handler.name}"

@@ -91,7 +91,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 
 from ..hub.files import write_atomic
-from .catalogue import VN_TZ, Catalogue, parse_code
+from .catalogue import VN_TZ, Catalogue, lower_first, parse_code
 
 # =============================================================================================
 # the local code tables
@@ -382,12 +382,6 @@ def ascii_fold(text: str) -> str:
     """'Nguyễn Đức' → 'Nguyen Duc' (for e-mail local parts)."""
     decomposed = unicodedata.normalize("NFD", text.replace("Đ", "D").replace("đ", "d"))
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-def _lower_first(text: str) -> str:
-    if len(text) > 1 and text[0].isupper() and text[1].islower():
-        return text[0].lower() + text[1:]
-    return text
 
 
 # =============================================================================================
@@ -948,7 +942,7 @@ class OneStopSimulator:
         local_now = local_text(now)
         so = f"{proc.agency_code}-{local_now[:10].replace('-', '')}-{seq:07d}"
         name = proc.name[len("Thủ tục "):] if proc.name.startswith("Thủ tục ") else proc.name
-        summary = _nfc(f"Hồ sơ đề nghị {_lower_first(name)} của {owner}")[:TRICH_YEU_MAX]
+        summary = _nfc(f"Hồ sơ đề nghị {lower_first(name)} của {owner}")[:TRICH_YEU_MAX]
         static = {
             "so_ho_so": so, "ma_thu_tuc": proc.code, "ten_thu_tuc": proc.name, "ma_linh_vuc": proc.field_code,
             "ten_linh_vuc": proc.field_name, "kenh_nop": kenh, "chu_ho_so": owner, "so_giay_to": id_number,
@@ -962,7 +956,7 @@ class OneStopSimulator:
             d.status = "DA_TIEP_NHAN"
             self._receive(d, now)
             step = self._step(d, officer, "Tiếp nhận hồ sơ nộp trực tiếp tại Bộ phận Một cửa, chuyển "
-                              f"{_lower_first(proc.department)} giải quyết", now, started=True)
+                              f"{lower_first(proc.department)} giải quyết", now, started=True)
         else:
             how = ("Nộp hồ sơ trực tuyến trên Cổng Dịch vụ công quốc gia" if kenh == "TRUC_TUYEN"
                    else "Nộp hồ sơ qua dịch vụ bưu chính công ích")
@@ -1019,7 +1013,7 @@ class OneStopSimulator:
             who = rng.choice(roster.reception)
             self._receive(d, now)
             what = rng.choice(("Tiếp nhận hồ sơ, chuyển phòng chuyên môn thẩm định",
-                               f"Kiểm tra hồ sơ đầy đủ, hợp lệ; tiếp nhận và chuyển {_lower_first(d.proc.department)} "
+                               f"Kiểm tra hồ sơ đầy đủ, hợp lệ; tiếp nhận và chuyển {lower_first(d.proc.department)} "
                                "giải quyết"))
             started = True
         elif target == "TU_CHOI":
@@ -1043,16 +1037,16 @@ class OneStopSimulator:
             started = True
         elif target == "CHO_BO_SUNG":
             who = rng.choice(specialists)
-            what = "Yêu cầu bổ sung: " + _lower_first(rng.choice(d.proc.documents))
+            what = "Yêu cầu bổ sung: " + lower_first(rng.choice(d.proc.documents))
         elif target == "CHO_NOP_PHI":
             who = rng.choice(specialists)
             fee_name, amount = d.proc.fee or ("Phí thẩm định", 200_000)
-            what = (f"Thông báo thực hiện nghĩa vụ tài chính: {_lower_first(fee_name)} "
+            what = (f"Thông báo thực hiện nghĩa vụ tài chính: {lower_first(fee_name)} "
                     + f"{amount:,}".replace(",", ".") + " đồng")
         elif target == "DA_XU_LY":
             who = rng.choice(roster.leaders)
             d.ngay_ket_thuc_xu_ly = local_text(now)
-            what = f"phê duyệt, ký số {_lower_first(d.proc.result)}"
+            what = f"phê duyệt, ký số {lower_first(d.proc.result)}"
             what = ("Tổ chức, cá nhân đã hoàn thành nghĩa vụ tài chính; " + what if before == "CHO_NOP_PHI"
                     else "P" + what[1:])
         elif target == "DA_TRA_KQ":
