@@ -82,9 +82,10 @@ _MAX_LEN = {
     "to_agency": 64,
 }
 
-# Columns fetched by verify(): the first fifteen in the canonical order of entry_digest(), then
-# the stored body and the two hashes (verify builds the canonical values by slicing the row).
-_VERIFY_COLUMNS = (
+#: An entry's recorded metadata (everything but the stored body and the two hashes), in the
+#: canonical order of entry_digest(). The one list: audit search reads these into its EntryView
+#: and the export archive names its canonical fields after them.
+ENTRY_COLUMNS = (
     _LOG.c.seq,
     _LOG.c.recorded_at,
     _LOG.c.direction,
@@ -100,10 +101,10 @@ _VERIFY_COLUMNS = (
     _LOG.c.body_sha256,
     _LOG.c.body_size,
     _LOG.c.error,
-    _LOG.c.body,
-    _LOG.c.prev_hash,
-    _LOG.c.entry_hash,
 )
+# Columns fetched by verify(): the metadata, then the stored body and the two hashes (verify
+# builds the canonical values by slicing the row).
+_VERIFY_COLUMNS = (*ENTRY_COLUMNS, _LOG.c.body, _LOG.c.prev_hash, _LOG.c.entry_hash)
 
 _json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False, check_circular=False)
 

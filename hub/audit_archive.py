@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from lxml import etree
 from sqlalchemy import Engine, func, insert, select
 
-from .audit import _body_problem, entry_digest
+from .audit import ENTRY_COLUMNS, _body_problem, entry_digest
 from .audit_seal import (
     AUDIT_NS,
     SealInvalid,
@@ -76,9 +76,7 @@ SIGNED_OUTCOMES = frozenset({"sent", "ok"})
 _SOAP_NS = ("http://schemas.xmlsoap.org/soap/envelope/", "http://www.w3.org/2003/05/soap-envelope")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 #: the canonical fields of an entry, in the order of lienthong.hub.audit.entry_digest
-_FIELDS = ("seq", "recorded_at", "direction", "partner", "operation", "document_id", "correlation_id",
-           "from_agency", "to_agency", "outcome", "latency_ms", "attempt", "body_sha256", "body_size", "error",
-           "stored_body_sha256")
+_FIELDS = (*(column.name for column in ENTRY_COLUMNS), "stored_body_sha256")
 
 
 class ArchiveInvalid(AuditChainBroken):

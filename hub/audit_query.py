@@ -30,7 +30,7 @@ from lxml import etree
 from sqlalchemy import Engine, delete, insert, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 
-from .audit import _body_problem, _inflate
+from .audit import ENTRY_COLUMNS, _body_problem, _inflate
 from .errors import XmlRejected
 from .masking import json_items as _json_items
 from .models import AuditEntry, AuditSubject, AuditSubjectState
@@ -63,12 +63,6 @@ _SUBJECT_TAGS = tuple("{*}" + name for name in SUBJECT_FIELDS) + tuple(SUBJECT_F
 _VALUE_LIMIT = 128
 #: entries parsed per index batch: big enough to amortise the commit, small enough to commit often
 INDEX_BATCH = 1000
-
-_META_COLUMNS = (
-    _LOG.c.seq, _LOG.c.recorded_at, _LOG.c.direction, _LOG.c.partner, _LOG.c.operation, _LOG.c.document_id,
-    _LOG.c.correlation_id, _LOG.c.from_agency, _LOG.c.to_agency, _LOG.c.outcome, _LOG.c.latency_ms,
-    _LOG.c.attempt, _LOG.c.body_sha256, _LOG.c.body_size, _LOG.c.error,
-)
 
 
 # --- the subject index ------------------------------------------------------------------------
@@ -220,7 +214,8 @@ def rebuild_index(engine: Engine, *, batch_size: int = INDEX_BATCH,
 # --- entries ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EntryView:
-    """An entry's recorded metadata (everything but the body)."""
+    """An entry's recorded metadata (everything but the body): a row of ``ENTRY_COLUMNS`` of
+    :mod:`.audit`, field for field."""
 
     seq: int
     recorded_at: datetime
@@ -320,7 +315,7 @@ def search(engine: Engine, query: SearchQuery, *, refresh_index: bool = True) ->
         conditions.append(_LOG.c.recorded_at < query.until)
     if query.document:
         conditions.append(or_(_LOG.c.document_id == query.document, _LOG.c.correlation_id == query.document))
-    stmt = select(*_META_COLUMNS).where(*conditions)
+    stmt = select(*ENTRY_COLUMNS).where(*conditions)
     stmt = stmt.order_by(_LOG.c.seq if query.oldest_first else _LOG.c.seq.desc())
     if query.limit is not None:
         stmt = stmt.limit(query.limit)
@@ -340,7 +335,7 @@ class EntryDetail:
 
 def load_entry(engine: Engine, seq: int) -> EntryDetail | None:
     with engine.connect() as conn:
-        row = conn.execute(select(*_META_COLUMNS, _LOG.c.body).where(_LOG.c.seq == seq)).one_or_none()
+        row = conn.execute(select(*ENTRY_COLUMNS, _LOG.c.body).where(_LOG.c.seq == seq)).one_or_none()
     if row is None:
         return None
     entry = EntryView.from_row(row[:-1])
