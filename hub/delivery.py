@@ -476,7 +476,8 @@ class _Pass:
             return doc_id, None, events
         except FatalError as exc:
             self.breaker.record_success()  # the partner is up: it answered, if not as hoped
-            self._dead(events, _code(exc), f"{operation} refused: {exc}", operation=operation, document_id=doc_id)
+            self._dead(events, _code(exc), f"{operation} refused: {exc}", operation=operation, document_id=doc_id,
+                       evidence=_carried_evidence(exc))
             return doc_id, None, events
 
     def _settle(self, operation: str, events: list[ClaimedEvent], results: list[ItemResult], doc_id: str,
@@ -520,7 +521,7 @@ class _Pass:
     def _retry(self, events: list[ClaimedEvent], exc: HubError, *, operation: str, document_id: str | None) -> None:
         request = response = None
         if document_id and any(e.attempts + 1 >= self.policy.max_attempts for e in events):
-            request, response = self._evidence(operation, document_id)
+            request, response = _carried_evidence(exc) or self._evidence(operation, document_id)
         result = outbox.retry_later(self.engine, self.worker_id, [e.id for e in events], error_code=exc.code,
                                     error=str(exc), policy=self.policy, now=self.clock(), document_id=document_id,
                                     request_bytes=request, response_bytes=response)
@@ -645,6 +646,15 @@ def _sender_pool(size: int) -> ThreadPoolExecutor:
         if pool is None:
             pool = _POOLS[key] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="lienthong-send")
         return pool
+
+
+def _carried_evidence(exc: HubError) -> tuple[bytes | None, bytes | None] | None:
+    """The signed request and the partner's answer the connector attached to ``exc`` (see
+    ``SoapConnector.call``), or ``None`` when it attached none: then the ledger is asked."""
+    request = getattr(exc, "request_bytes", None)
+    if request is None:
+        return None
+    return request, getattr(exc, "response_bytes", None) or None
 
 
 def _code(exc: HubError) -> str:
