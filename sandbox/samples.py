@@ -30,6 +30,7 @@ from typing import Any
 from lxml import etree
 
 from ..connectors.payload import element, text
+from ..connectors.reporting import CHITIEU_FIELDS
 from ..connectors.services import SERVICES, schemas_dir
 from ..connectors.soapframe import body_bytes, wrap_soap
 from ..hub.envelope import Party, build_envelope
@@ -140,12 +141,7 @@ def _finished_dossier() -> dict[str, Any]:
 
 def _report() -> dict[str, Any]:
     def row(agency: str, tthc: str | None, field: str | None, counts: tuple[int, ...]) -> dict[str, Any]:
-        names = ("TiepNhanKyTruoc", "TiepNhanTrucTuyen", "TiepNhanTrucTiep", "TiepNhanBuuChinh",
-                 "GiaiQuyetTruocHan", "GiaiQuyetDungHan", "GiaiQuyetQuaHan", "DangXuLyTrongHan",
-                 "DangXuLyQuaHan", "YeuCauBoSung", "RutHoSo", "DungXuLy")
-        out: dict[str, Any] = {"MaCoQuan": agency, "MaTTHC": tthc, "MaLinhVuc": field}
-        out.update(zip(names, counts))
-        return out
+        return dict(zip(CHITIEU_FIELDS, (agency, tthc, field, *counts), strict=True))
 
     return {
         "KyBaoCao": {"LoaiKy": "quy", "Nam": 2026, "Ky": 2},
