@@ -128,8 +128,8 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--limit must be at least 1, got {args.limit}")
     query = SearchQuery(
         dossier=args.dossier, procedure=args.procedure, partner=args.partner, operation=args.operation,
-        outcome=args.outcome, direction=args.direction, since=_cli().parse_moment(args.since, "--since"),
-        until=_cli().parse_moment(args.until, "--until", end=True), document=args.document, unparsed=args.unparsed,
+        outcome=args.outcome, direction=args.direction, since=cli.parse_moment(args.since, "--since"),
+        until=cli.parse_moment(args.until, "--until", end=True), document=args.document, unparsed=args.unparsed,
         limit=args.limit, oldest_first=args.oldest_first,
     )
     store = _store()
@@ -359,8 +359,8 @@ def cmd_audit_stats(args: argparse.Namespace) -> int:
     cli = _cli()
     if args.json and args.csv:
         raise ConfigurationError("choose one of --json and --csv")
-    stats = compute_stats(_store().engine, since=_cli().parse_moment(args.since, "--since"),
-                          until=_cli().parse_moment(args.until, "--until", end=True))
+    stats = compute_stats(_store().engine, since=cli.parse_moment(args.since, "--since"),
+                          until=cli.parse_moment(args.until, "--until", end=True))
     if args.json:
         cli.console.print_json(json.dumps(stats.as_dict(), ensure_ascii=False))
         return 0
