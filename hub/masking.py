@@ -31,6 +31,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable
+from copy import deepcopy
 from typing import Any
 
 from lxml import etree
@@ -178,7 +179,7 @@ class Masker:
         if not self.enabled:
             return root
         self.learn_xml(root)
-        copy = etree.fromstring(etree.tostring(root))  # the copy of a tree the hardened parser produced
+        copy = deepcopy(root)
         self._mask_element(copy, opaque=False)
         return copy
 
