@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from ..connectors.csdl_tthc import CsdlTthcClient, ProcedureRef, thutuc_record
 from ..mappings.diff import diff_documents, format_diff
-from ..mappings.procedure import MappingError, Procedure, content_hash, from_national
+from ..mappings.procedure import MappingError, Procedure, canonical_json, content_hash, from_national
 from .errors import FatalError, HubError
 from .models import (
     CatalogueAgency,
@@ -185,10 +185,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _json(value) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
 class CatalogueSync:
     """One sync run against one store. Use :func:`sync_catalogue` unless you need the pieces."""
 
@@ -285,12 +281,12 @@ class CatalogueSync:
         row.online_level = proc.online_level
         row.content_hash = digest
         row.version += 1
-        row.document = _json(doc)
+        row.document = canonical_json(doc)
         row.national_updated_at = proc.updated_at
         row.last_seen_at = seen_at
         row.removed_at = None
         return {"code": proc.code, "version": row.version, "change_kind": kind, "content_hash": digest,
-                "document": row.document, "changes": _json(changes), "national_updated_at": proc.updated_at,
+                "document": row.document, "changes": canonical_json(changes), "national_updated_at": proc.updated_at,
                 "seen_at": seen_at, "sync_run": summary.run_id}
 
     def _state(self, session: Session) -> SyncState:
@@ -323,7 +319,7 @@ class CatalogueSync:
                 summary.removed += 1
                 session.add(ProcedureVersion(
                     code=row.code, version=row.version, change_kind="removed", content_hash=row.content_hash,
-                    document=row.document, changes=_json(["- no longer listed by the national catalogue"]),
+                    document=row.document, changes=canonical_json(["- no longer listed by the national catalogue"]),
                     national_updated_at=row.national_updated_at, seen_at=seen_at, sync_run=summary.run_id))
 
     @contextmanager
@@ -392,7 +388,7 @@ class CatalogueSync:
             state.last_run_at = seen_at
             if full:
                 state.last_full_at = seen_at
-            state.last_summary = _json(summary.as_dict())
+            state.last_summary = canonical_json(summary.as_dict())
         return summary
 
 
