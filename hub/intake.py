@@ -10,7 +10,7 @@ because every event carries its change's idempotency key.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -37,9 +37,7 @@ class IntakeSummary:
     quarantined: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "batches": self.batches, "read": self.read, "enqueued": self.enqueued,
-                "duplicates": self.duplicates, "dead_lettered": self.dead_lettered,
-                "outcomes": dict(self.outcomes), "cursor": self.cursor, "quarantined": list(self.quarantined)}
+        return asdict(self) | {"outcomes": dict(self.outcomes)}
 
 
 def load_source_mapping(name_or_path: str, engine: Engine):
