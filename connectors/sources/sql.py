@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from lienthong.hub.errors import ConfigurationError, FatalError
+from lienthong.hub.store import _sqlite_file  # the file behind a SQLite URL (None: in memory)
 from lienthong.mappings.dossier import DOSSIER, STEP, DossierMapping, TableMapping
 from sqlalchemy import DateTime, and_, bindparam, column, event, func, inspect, or_, select, table
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
@@ -343,16 +343,6 @@ def _source_url(url: str | URL) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
-
-
-def _sqlite_file(url: URL) -> Path | None:
-    database = url.database
-    if not database or database == ":memory:" or url.query.get("mode") == "memory":
-        return None
-    if database.startswith("file:"):
-        database = database[5:].split("?", 1)[0]
-        return Path(database) if database and database != ":memory:" else None
-    return Path(database)
 
 
 def _read_only_engine(url: str | URL) -> Engine:
