@@ -220,10 +220,7 @@ class FileDropSource:
         for path in self.pending():
             try:
                 records, digest = self._read(path)
-            except ExportFileRejected as exc:
-                self._reject(path, exc)
-                continue
-            except XmlRejected as exc:
+            except (ExportFileRejected, XmlRejected) as exc:
                 self._reject(path, exc)
                 continue
             except FileNotFoundError:
