@@ -54,6 +54,7 @@ from .audit_seal import (
     _iso,
     _q,
     _user,
+    check_signer,
     create_seal,
     sha256_hex,
     verify_seal_document,
@@ -392,16 +393,15 @@ class _Manifest:
 def _read_manifest(zf: zipfile.ZipFile, trust_store, archive: str) -> _Manifest:
     data = _read_member(zf, MANIFEST, archive)
     try:
-        root, _, _ = verify_signed(data, trust_store, None, tag="AuditArchive", time_tag="CreatedAt",
-                                   what=f"{archive}: manifest.xml")
+        root, verified, _ = verify_signed(data, trust_store, None, tag="AuditArchive", time_tag="CreatedAt",
+                                          what=f"{archive}: manifest.xml")
     except SealInvalid as exc:
         raise ArchiveInvalid(str(exc)) from None
     hub_el, rng = root.find(_q("Hub")), root.find(_q("Range"))
     if hub_el is None or rng is None:
         raise ArchiveInvalid(f"{archive}: manifest.xml lacks <Hub> or <Range>")
-    # the signer must be the hub the manifest names (checked on the signed tree)
-    verify_signed(data, trust_store, hub_el.get("agency"), tag="AuditArchive", time_tag="CreatedAt",
-                  what=f"{archive}: manifest.xml")
+    # the signer must be the hub the manifest names (read from the signed tree)
+    check_signer(verified, hub_el.get("agency"), f"{archive}: manifest.xml")
     prev_el = root.find(_q("Previous"))
     files = {}
     for f in root.iter(_q("File")):

@@ -36,6 +36,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from lxml import etree
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text
@@ -44,6 +45,9 @@ from .audit import AuditTrail, ChainReport
 from .errors import AuditChainBroken, ConfigurationError, HubError, SignatureError
 from .models import GENESIS_HASH, AuditEntry, AuditExport, AuditSeal, AuditSubject, AuditTombstone
 from .store import SQLITE_BEGIN_OPTION
+
+if TYPE_CHECKING:
+    from ..signing.verifier import VerifiedDocument
 
 __all__ = [
     "AUDIT_NS",
@@ -155,14 +159,17 @@ def tombstone_xml(number: int, first_seq: int, last_seq: int, last_hash: str, pr
     return root
 
 
-def _claimed_time(data: bytes, tag: str, what: str) -> datetime:
-    """The time a signed document claims, read before verification (to check certificates at it)."""
+def _parse(data: bytes, what: str) -> etree._Element:
     from .xmlsafe import parse_xml
 
     try:
-        root = parse_xml(data, what=what)
+        return parse_xml(data, what=what)
     except HubError as exc:
         raise SealInvalid(f"{what} is not well-formed XML: {exc}") from None
+
+
+def _claimed_time(root: etree._Element, tag: str, what: str) -> datetime:
+    """The time a signed document claims, read before verification (to check certificates at it)."""
     value = root.findtext(_q(tag))
     try:
         moment = datetime.fromisoformat((value or "").strip())
@@ -173,35 +180,41 @@ def _claimed_time(data: bytes, tag: str, what: str) -> datetime:
     return moment
 
 
+def check_signer(verified: VerifiedDocument, hub_agency: str | None, what: str) -> None:
+    """The signer must be the hub (its certificate's agency code is ``hub_agency``), not merely
+    someone the CA certified; ``None`` skips the check."""
+    if hub_agency is not None and verified.signer_agency != hub_agency:
+        raise SealInvalid(
+            f"{what} is signed by agency {verified.signer_agency} ({verified.signer_subject}), not by the hub "
+            f"({hub_agency})"
+        )
+
+
 def verify_signed(data: bytes, trust_store, hub_agency: str | None, *, tag: str, time_tag: str,
-                  what: str) -> tuple[etree._Element, str, bytes]:
-    """Verify a hub-signed audit document; return (signed root, signer subject, signature value).
+                  what: str) -> tuple[etree._Element, VerifiedDocument, bytes]:
+    """Verify a hub-signed audit document; return (signed root, the verification, signature value).
 
     The certificate path is checked at the time the document claims; the signer must be the hub
-    (its certificate's agency code is ``hub_agency``), not merely someone the CA certified.
+    (see :func:`check_signer`). The bytes are parsed once, for the claimed time, the verification
+    and the signature value alike.
     """
     from ..signing.verifier import Verifier
 
     if trust_store is None:
         raise SealInvalid(f"{what} cannot be checked: no trusted CA certificate is configured "
                           "(LIENTHONG_TRUST, or pki/ca.crt under LIENTHONG_HOME)")
-    at = _claimed_time(data, time_tag, what)
+    document = _parse(data, what)
+    at = _claimed_time(document, time_tag, what)
     try:
-        verified = Verifier(trust_store, now=lambda: at).verify(data)
+        verified = Verifier(trust_store, now=lambda: at).verify(document)
     except SignatureError as exc:
         raise SealInvalid(f"{what} signature does not verify [{exc.code}]: {exc}") from None
-    if hub_agency is not None and verified.signer_agency != hub_agency:
-        raise SealInvalid(
-            f"{what} is signed by agency {verified.signer_agency} ({verified.signer_subject}), not by the hub "
-            f"({hub_agency})"
-        )
+    check_signer(verified, hub_agency, what)
     root = verified.root
     if root.tag != _q(tag):
         raise SealInvalid(f"{what} is a <{etree.QName(root).localname}>, not an <{tag}>")
-    from .xmlsafe import parse_xml
-
-    sig_value = parse_xml(data, what=what).findtext(f"{{{_DSIG_NS}}}Signature/{{{_DSIG_NS}}}SignatureValue") or ""
-    return root, verified.signer_subject, base64.b64decode("".join(sig_value.split()))
+    sig_value = document.findtext(f"{{{_DSIG_NS}}}Signature/{{{_DSIG_NS}}}SignatureValue") or ""
+    return root, verified, base64.b64decode("".join(sig_value.split()))
 
 
 def _int(root: etree._Element, name: str, what: str) -> int:
@@ -220,12 +233,12 @@ def _hash(root: etree._Element, name: str, what: str) -> str:
 
 def verify_seal_document(data: bytes, trust_store, hub_agency: str | None, *, what: str = "seal") -> SealDocument:
     """Verify one seal's signature and signer, and read its contents."""
-    root, subject, sig = verify_signed(data, trust_store, hub_agency, tag="AuditSeal", time_tag="SealedAt", what=what)
+    root, verified, sig = verify_signed(data, trust_store, hub_agency, tag="AuditSeal", time_tag="SealedAt", what=what)
     return SealDocument(
         number=_int(root, "Number", what), head_seq=_int(root, "HeadSeq", what), head_hash=_hash(root, "HeadHash", what),
         sealed_at=datetime.fromisoformat(root.findtext(_q("SealedAt")).strip()),
         prev_seal_hash=_hash(root, "PrevSealHash", what), seal_hash=sha256_hex(data), signature_value=sig,
-        signer_subject=subject,
+        signer_subject=verified.signer_subject,
     )
 
 
@@ -473,18 +486,13 @@ def verify_ledger(engine: Engine, trust_store, hub_agency: str | None, *, deep: 
 def read_seal_document(data: bytes, *, what: str = "seal") -> SealDocument:
     """A seal's contents *without* checking its signature (see :func:`_verify_seals` for why that
     is sound when the newest seal's signature is checked and the seals chain by SHA-256)."""
-    from .xmlsafe import parse_xml
-
-    try:
-        root = parse_xml(data, what=what)
-    except HubError as exc:
-        raise SealInvalid(f"{what} is not well-formed XML: {exc}") from None
+    root = _parse(data, what)
     if root.tag != _q("AuditSeal"):
         raise SealInvalid(f"{what} is a <{etree.QName(root).localname}>, not an <AuditSeal>")
     sig_text = root.findtext(f"{{{_DSIG_NS}}}Signature/{{{_DSIG_NS}}}SignatureValue") or ""
     return SealDocument(
         number=_int(root, "Number", what), head_seq=_int(root, "HeadSeq", what), head_hash=_hash(root, "HeadHash", what),
-        sealed_at=_claimed_time(data, "SealedAt", what), prev_seal_hash=_hash(root, "PrevSealHash", what),
+        sealed_at=_claimed_time(root, "SealedAt", what), prev_seal_hash=_hash(root, "PrevSealHash", what),
         seal_hash=sha256_hex(data), signature_value=base64.b64decode("".join(sig_text.split())))
 
 
