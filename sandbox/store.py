@@ -484,10 +484,6 @@ class SandboxStore:
                 out.append(d)
             return out
 
-    def report_count(self) -> int:
-        with self.read() as conn:
-            return int(conn.execute(select(func.count()).select_from(reports)).scalar_one())
-
 
 class _NoLock:
     def __enter__(self) -> None:
