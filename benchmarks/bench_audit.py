@@ -27,10 +27,10 @@ import time
 import uuid
 from pathlib import Path
 
-from benchkit import machine_info
+from benchkit import fresh_store, machine_info
 from lienthong.hub.audit import AuditRecord, AuditTrail
-from lienthong.hub.models import AuditEntry, Base
-from lienthong.hub.store import make_engine, normalize_url, upgrade
+from lienthong.hub.models import AuditEntry
+from lienthong.hub.store import make_engine, normalize_url
 from sqlalchemy import select, text
 
 PASSWORD = "bench-only-throwaway"
@@ -48,20 +48,10 @@ def _pki(tmp: Path):
     return files, hub, TrustStore.from_paths([files.ca_cert])
 
 
-def _fresh_engine(url: str):
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":  # a scratch database: start from empty tables
-        Base.metadata.drop_all(engine)
-        with engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    upgrade(engine)
-    return engine
-
-
 def bench_chain(url: str, entries: int, seal_every: int, hub, trust) -> None:
     from lienthong.hub.audit_seal import create_seal, verify_ledger
 
-    engine = _fresh_engine(url)
+    engine = fresh_store(url)
     trail = AuditTrail(engine)
     body = ("<soap:Envelope>" + "Nguyễn Văn An, hồ sơ G09.20-20260609-0092637 " * 20).encode() + os.urandom(600)
     write_s = seal_s = 0.0
@@ -163,7 +153,7 @@ def bench_archive(tmp: Path, messages: int, files, hub, trust) -> None:
     from lienthong.hub.audit_seal import create_seal
     from lienthong.signing import Verifier
 
-    engine = _fresh_engine(f"sqlite:///{tmp / 'archive.db'}")
+    engine = fresh_store(f"sqlite:///{tmp / 'archive.db'}")
     trail = AuditTrail(engine)
     began = time.perf_counter()
     records = _signed_exchanges(files, hub, messages // 2)
