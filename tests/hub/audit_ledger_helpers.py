@@ -109,7 +109,7 @@ def rehash_from(engine, seq: int, **changes) -> None:
     verifies."""
     import hashlib
 
-    from lienthong.hub.audit import entry_digest
+    from lienthong.hub.audit import ENTRY_COLUMNS, entry_digest
     from lienthong.hub.models import AuditEntry, AuditHead
     from sqlalchemy import select, update
 
@@ -120,9 +120,7 @@ def rehash_from(engine, seq: int, **changes) -> None:
         prev = conn.execute(select(log.c.prev_hash).where(log.c.seq == seq)).scalar_one()
         rows = conn.execute(select(log).where(log.c.seq >= seq).order_by(log.c.seq)).all()
         for row in rows:
-            values = {k: getattr(row, k) for k in (
-                "seq", "recorded_at", "direction", "partner", "operation", "document_id", "correlation_id",
-                "from_agency", "to_agency", "outcome", "latency_ms", "attempt", "body_sha256", "body_size", "error")}
+            values = {column.name: getattr(row, column.name) for column in ENTRY_COLUMNS}
             new_hash = entry_digest(prev, **values, stored_body_sha256=hashlib.sha256(row.body).hexdigest())
             conn.execute(update(log).where(log.c.seq == row.seq).values(prev_hash=prev, entry_hash=new_hash))
             prev = new_hash
