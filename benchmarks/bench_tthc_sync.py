@@ -20,31 +20,17 @@ import argparse
 import os
 import resource
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchkit import machine_info, process_cpu_seconds
+from benchkit import SandboxProcess, machine_info
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _start_sandbox(home: Path, port: int, procedures: int, revision: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lienthong.sandbox", "--port", str(port), "--store", ":memory:",
-         "--procedures", str(procedures), "--revision", str(revision), "--pki-dir", str(home / "pki")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "LIENTHONG_HOME": str(home)})
-    line = proc.stdout.readline().strip()
-    if not line.startswith("http"):
-        proc.kill()
-        raise SystemExit(f"sandbox did not start: {line} {proc.stderr.read()}")
-    return proc
 
 
 def _cpu_seconds() -> float:
@@ -62,7 +48,7 @@ def main() -> int:
 
     home = Path(tempfile.mkdtemp(prefix="bench-tthc-"))
     os.environ["LIENTHONG_HOME"] = str(home)
-    os.environ["LIENTHONG_KEY_PASSWORD"] = "benchmark"
+    password = os.environ["LIENTHONG_KEY_PASSWORD"] = "benchmark"
     if args.db_url:
         os.environ["LIENTHONG_DB_URL"] = args.db_url
     from functools import partial
@@ -89,22 +75,21 @@ def main() -> int:
           f"sandbox in its own process; {max(1, args.processes)} fetching process(es) × "
           f"{args.concurrency} concurrent LayThuTuc calls")
 
-    sandbox = _start_sandbox(home, port, args.procedures, revision=0)
+    sandbox = SandboxProcess(home, password, args.procedures, port=port, revision=0)
     try:
         cpu_before = _cpu_seconds()
-        sandbox_before = process_cpu_seconds(sandbox.pid)
+        sandbox_before = sandbox.cpu_seconds()
         began = time.perf_counter()
         full = sync_catalogue(store.engine, client, full=True, **options)
         full_s = time.perf_counter() - began
         hub_cpu = _cpu_seconds() - cpu_before  # this process + its joined worker processes
-        sandbox_cpu = process_cpu_seconds(sandbox.pid) - sandbox_before
+        sandbox_cpu = sandbox.cpu_seconds() - sandbox_before
         # peak resident memory of this process and of its worker processes (each, not summed)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     finally:
-        sandbox.terminate()
-        sandbox.wait()
-    sandbox = _start_sandbox(home, port, args.procedures, revision=1)
+        sandbox.stop()
+    sandbox = SandboxProcess(home, password, args.procedures, port=port, revision=1)
     try:
         began = time.perf_counter()
         inc = sync_catalogue(store.engine, client, **options)
@@ -113,8 +98,7 @@ def main() -> int:
         again = sync_catalogue(store.engine, client, **options)
         again_s = time.perf_counter() - began
     finally:
-        sandbox.terminate()
-        sandbox.wait()
+        sandbox.stop()
 
     print(f"== full sync of {args.procedures:,} procedures")
     print(f"  {full_s:8.1f} s   {full.listed / full_s:8.1f} records/s   peak memory {peak_mb:4.0f} MB (largest child {workers_mb:.0f} MB)   "

@@ -75,12 +75,15 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 class SandboxProcess:
-    """``python -m lienthong.sandbox --port 0 --store :memory:`` with this run's PKI."""
+    """``python -m lienthong.sandbox --port 0 --store :memory:`` with this run's PKI.
 
-    def __init__(self, home: Path, password: str, procedures: int):
+    ``port`` pins the port (a sandbox restarted at another catalogue ``revision`` keeps its URL).
+    """
+
+    def __init__(self, home: Path, password: str, procedures: int, *, port: int = 0, revision: int = 0):
         env = dict(os.environ, LIENTHONG_HOME=str(home), LIENTHONG_KEY_PASSWORD=password)
-        cmd = [sys.executable, "-m", "lienthong.sandbox", "--port", "0", "--store", ":memory:",
-               "--procedures", str(procedures), "--pki-dir", str(home / "pki")]
+        cmd = [sys.executable, "-m", "lienthong.sandbox", "--port", str(port), "--store", ":memory:",
+               "--procedures", str(procedures), "--revision", str(revision), "--pki-dir", str(home / "pki")]
         self.log = home / "sandbox.log"  # a file, not a pipe nobody reads: a chatty sandbox must not block
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
