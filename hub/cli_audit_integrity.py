@@ -134,7 +134,7 @@ def cmd_audit_verify_archive(args: argparse.Namespace) -> int:
 def cmd_audit_prune(args: argparse.Namespace) -> int:
     from ..signing.cli import signer_for, trust_store_for
     from .audit_archive import parse_when
-    from .audit_seal import plan_prune, prune
+    from .audit_seal import _ranges_text, plan_prune, prune
     from .store import open_store
 
     settings = _settings()
@@ -152,8 +152,7 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
             for sha, lo, hi in plan.archives:
                 console.print(f"  exported in archive {sha[:16]}… (entries {lo}..{hi})")
             if plan.uncovered:
-                ranges = ", ".join(f"{a}..{b}" for a, b in plan.uncovered)
-                err_console.print(f"[red]refused[/]: entries {ranges} are not in any export; run "
+                err_console.print(f"[red]refused[/]: entries {_ranges_text(plan.uncovered)} are not in any export; run "
                                   "'lienthong audit export' for them first")
                 return EXIT_FAILURE
             console.print("dry run: nothing removed; add --yes to prune and write the signed tombstone")
