@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from lxml import etree
 from sqlalchemy import Connection
@@ -42,10 +41,9 @@ from ..connectors.payload import children, element, text, to_dict
 from ..connectors.services import BAOCAO, CSDL_TTHC, DVC_PORTAL, ServiceSpec
 from ..hub.envelope import Envelope
 from ..hub.errors import FatalError
-from .catalogue import Catalogue
+from .catalogue import VN_TZ, Catalogue
 from .store import SandboxStore
 
-VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 TERMINAL_STATUSES = frozenset({3, 7, 8, 10})
 
 TTHC = CSDL_TTHC.namespace
