@@ -260,9 +260,13 @@ class SandboxStore:
             yield conn
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
-        with self._read_lock, self.engine.connect() as conn:
+    def read(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """A read connection; ``conn`` when the caller is inside a transaction already (a handler)."""
+        if conn is not None:
             yield conn
+            return
+        with self._read_lock, self.engine.connect() as own:
+            yield own
 
     # -- message log -----------------------------------------------------------------------
     def log_message(self, conn: Connection | None, *, service: str, operation: str | None, document_id: str | None,
@@ -324,19 +328,15 @@ class SandboxStore:
     # -- dossiers --------------------------------------------------------------------------
     def get_dossier(self, ma_ho_so: str, conn: Connection | None = None) -> dict[str, Any] | None:
         """The portal's current record of a dossier: key columns plus ``data`` (last HoSo as a dict)."""
-        def _q(c: Connection) -> dict[str, Any] | None:
+        with self.read(conn) as c:
             row = c.execute(select(dossiers).where(dossiers.c.ma_ho_so == ma_ho_so)).first()
-            if row is None:
-                return None
-            out = dict(row._mapping)
-            out["data"] = json.loads(out["data"])
-            out["first_received_at"] = _utc(out["first_received_at"])
-            out["updated_at"] = _utc(out["updated_at"])
-            return out
-        if conn is not None:
-            return _q(conn)
-        with self.read() as own:
-            return _q(own)
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        out["data"] = json.loads(out["data"])
+        out["first_received_at"] = _utc(out["first_received_at"])
+        out["updated_at"] = _utc(out["updated_at"])
+        return out
 
     def dossier(self, ma_ho_so: str) -> dict[str, Any] | None:
         return self.get_dossier(ma_ho_so)
@@ -411,13 +411,9 @@ class SandboxStore:
 
     # -- uploads ---------------------------------------------------------------------------
     def upload(self, ma_phien_tai: str, conn: Connection | None = None) -> dict[str, Any] | None:
-        def _q(c: Connection) -> dict[str, Any] | None:
+        with self.read(conn) as c:
             row = c.execute(select(uploads).where(uploads.c.ma_phien_tai == ma_phien_tai)).first()
-            return dict(row._mapping) if row else None
-        if conn is not None:
-            return _q(conn)
-        with self.read() as own:
-            return _q(own)
+        return dict(row._mapping) if row else None
 
     def find_upload(self, conn: Connection, ma_ho_so: str, sha256: str, size: int) -> dict[str, Any] | None:
         """The most recent session for the same file of the same dossier (resume point)."""
@@ -458,18 +454,14 @@ class SandboxStore:
         return result.rowcount or 0
 
     def report(self, ma_bao_cao: str, conn: Connection | None = None) -> dict[str, Any] | None:
-        def _q(c: Connection) -> dict[str, Any] | None:
+        with self.read(conn) as c:
             row = c.execute(select(reports).where(reports.c.ma_bao_cao == ma_bao_cao)).first()
-            if row is None:
-                return None
-            out = dict(row._mapping)
-            out["data"] = json.loads(out["data"])
-            out["received_at"] = _utc(out["received_at"])
-            return out
-        if conn is not None:
-            return _q(conn)
-        with self.read() as own:
-            return _q(own)
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        out["data"] = json.loads(out["data"])
+        out["received_at"] = _utc(out["received_at"])
+        return out
 
     def reports_for(self, ma_co_quan: str | None = None) -> list[dict[str, Any]]:
         stmt = select(reports).order_by(reports.c.received_at)
