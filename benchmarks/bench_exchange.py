@@ -47,23 +47,27 @@ from typing import Any
 
 import lienthong.connectors.soap as soap_module
 import lienthong.hub.inbound as inbound_module
-from benchkit import SANDBOX_START_TIMEOUT_S, SandboxProcess, load_average, machine_info
+from benchkit import (
+    HUB_AGENCY,
+    NATIONAL_AGENCY,
+    SANDBOX_START_TIMEOUT_S,
+    SandboxProcess,
+    fresh_store,
+    load_average,
+    machine_info,
+)
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from lienthong.connectors.csdl_tthc import CsdlTthcClient
 from lienthong.connectors.services import SERVICES
 from lienthong.connectors.soapframe import body_bytes
 from lienthong.hub.audit import AuditTrail
-from lienthong.hub.models import Base
 from lienthong.hub.settings import Settings
 from lienthong.hub.store import make_engine, upgrade
 from lienthong.signing.keys import load_identity
 from lienthong.signing.pki import init_dev_pki
 from lxml import etree
-from sqlalchemy import event, text
-
-HUB_AGENCY = "000.00.00.G10"
-NATIONAL_AGENCY = "000.00.00.G22"
+from sqlalchemy import event
 
 
 # ------------------------------------------------------------------------------------------------
@@ -377,12 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             for spec in SERVICES.values():
                 settings = settings.with_partner(replace(settings.partner(spec.name), url=sandbox.base_url + spec.path))
             db_url = args.db_url or f"sqlite:///{home / 'lienthong.db'}"
-            engine = make_engine(db_url)
-            if args.db_url and engine.dialect.name == "postgresql":  # a scratch database: start empty
-                Base.metadata.drop_all(engine)
-                with engine.begin() as conn:
-                    conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            upgrade(engine)
+            engine = fresh_store(db_url)
             audit = AuditTrail(engine)
             connector = soap_module.SoapConnector(settings, "csdl_tthc", audit=audit)
             client = CsdlTthcClient(connector)
