@@ -221,23 +221,15 @@ class ChainReport:
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    """A validated record with its body already compressed and hashed (done outside the lock)."""
+    """A validated record with its body already compressed and hashed (done outside the lock).
 
-    direction: str
-    partner: str
-    operation: str
-    document_id: str | None
-    correlation_id: str | None
-    from_agency: str | None
-    to_agency: str | None
-    outcome: str
-    latency_ms: float | None
-    attempt: int
-    error: str | None
+    ``values`` are its recorded metadata but ``seq`` and ``recorded_at``, which the append
+    settles, keyed as in :func:`entry_digest` and the ``audit_log`` columns alike.
+    """
+
+    values: dict[str, Any]
     recorded_at: datetime | None
     body: bytes
-    body_sha256: str
-    body_size: int
     stored_body_sha256: str
 
 
@@ -308,24 +300,22 @@ def _prepare(record: AuditRecord) -> _Prepared:
             raise ValueError(f"audit recorded_at must be a timezone-aware datetime, got {recorded_at!r}")
         recorded_at = recorded_at.astimezone(UTC)
     stored = zlib.compress(raw, COMPRESSION_LEVEL)
-    return _Prepared(
-        direction=record.direction,
-        partner=_name("partner", record.partner),
-        operation=_name("operation", record.operation),
-        document_id=_field("document_id", record.document_id),
-        correlation_id=_field("correlation_id", record.correlation_id),
-        from_agency=_field("from_agency", record.from_agency),
-        to_agency=_field("to_agency", record.to_agency),
-        outcome=record.outcome,
-        latency_ms=latency,
-        attempt=attempt,
-        error=_field("error", record.error),
-        recorded_at=recorded_at,
-        body=stored,
-        body_sha256=hashlib.sha256(raw).hexdigest(),
-        body_size=len(raw),
-        stored_body_sha256=hashlib.sha256(stored).hexdigest(),
-    )
+    values = {
+        "direction": record.direction,
+        "partner": _name("partner", record.partner),
+        "operation": _name("operation", record.operation),
+        "document_id": _field("document_id", record.document_id),
+        "correlation_id": _field("correlation_id", record.correlation_id),
+        "from_agency": _field("from_agency", record.from_agency),
+        "to_agency": _field("to_agency", record.to_agency),
+        "outcome": record.outcome,
+        "latency_ms": latency,
+        "attempt": attempt,
+        "body_sha256": hashlib.sha256(raw).hexdigest(),
+        "body_size": len(raw),
+        "error": _field("error", record.error),
+    }
+    return _Prepared(values, recorded_at, stored, hashlib.sha256(stored).hexdigest())
 
 
 def _as_record(entry: AuditRecord | Mapping[str, Any]) -> AuditRecord:
@@ -602,50 +592,9 @@ class AuditTrail:
             rows: list[Any] = []
             for item in prepared:
                 seq += 1
-                recorded_at = item.recorded_at or now
-                entry_hash = entry_digest(
-                    prev,
-                    seq=seq,
-                    recorded_at=recorded_at,
-                    direction=item.direction,
-                    partner=item.partner,
-                    operation=item.operation,
-                    document_id=item.document_id,
-                    correlation_id=item.correlation_id,
-                    from_agency=item.from_agency,
-                    to_agency=item.to_agency,
-                    outcome=item.outcome,
-                    latency_ms=item.latency_ms,
-                    attempt=item.attempt,
-                    body_sha256=item.body_sha256,
-                    body_size=item.body_size,
-                    error=item.error,
-                    stored_body_sha256=item.stored_body_sha256,
-                )
-                rows.append(
-                    sql.insert.params(
-                        {
-                            "seq": seq,
-                            "recorded_at": recorded_at,
-                            "direction": item.direction,
-                            "partner": item.partner,
-                            "operation": item.operation,
-                            "document_id": item.document_id,
-                            "correlation_id": item.correlation_id,
-                            "from_agency": item.from_agency,
-                            "to_agency": item.to_agency,
-                            "outcome": item.outcome,
-                            "latency_ms": item.latency_ms,
-                            "attempt": item.attempt,
-                            "body_sha256": item.body_sha256,
-                            "body_size": item.body_size,
-                            "body": item.body,
-                            "error": item.error,
-                            "prev_hash": prev,
-                            "entry_hash": entry_hash,
-                        }
-                    )
-                )
+                values = {"seq": seq, "recorded_at": item.recorded_at or now, **item.values}
+                entry_hash = entry_digest(prev, **values, stored_body_sha256=item.stored_body_sha256)
+                rows.append(sql.insert.params({**values, "body": item.body, "prev_hash": prev, "entry_hash": entry_hash}))
                 prev = entry_hash
             if len(rows) == 1:
                 conn.exec_driver_sql(sql.insert.sql, rows[0])
