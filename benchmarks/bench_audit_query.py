@@ -34,15 +34,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import machine_info  # noqa: E402
+from benchkit import fresh_store, machine_info  # noqa: E402
 from lienthong.connectors.services import schemas_dir  # noqa: E402
 from lienthong.connectors.soapframe import wrap_soap  # noqa: E402
 from lienthong.hub.audit import AuditRecord, AuditTrail  # noqa: E402
 from lienthong.hub.audit_query import SearchQuery, dossier_timeline, search, update_index  # noqa: E402
-from lienthong.hub.models import AuditEntry, Base  # noqa: E402
-from lienthong.hub.store import make_engine, upgrade  # noqa: E402
+from lienthong.hub.models import AuditEntry  # noqa: E402
 from lienthong.hub.xmlsafe import parse_xml  # noqa: E402
-from sqlalchemy import select, text  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 SAMPLE_DOSSIER = b"000.00.04.G10-20260609-0000123"
 SAMPLE_DOSSIER_2 = b"000.00.04.G10-20260528-0000087"
@@ -133,12 +132,7 @@ def main() -> int:
 
     tmp = tempfile.mkdtemp(prefix="bench-audit-query-")
     url = args.db_url or f"sqlite:///{tmp}/audit.db"
-    engine = make_engine(url)
-    if args.db_url:  # a scratch database: start from empty tables
-        Base.metadata.drop_all(engine)
-        with engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    upgrade(engine)
+    engine = fresh_store(url)  # a scratch PostgreSQL database starts from empty tables
     trail = AuditTrail(engine)
 
     print("== machine")
