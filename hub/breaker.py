@@ -29,15 +29,14 @@ all processes see one breaker, and only one of them wins the probe.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from .models import BreakerState
-from .store import SQLITE_BEGIN_OPTION
+from .store import write_transaction
 
 __all__ = [
     "CLOSED", "HALF_OPEN", "OPEN", "Admission", "Breaker", "BreakerConfig", "CircuitBreaker", "Decision",
@@ -243,13 +242,8 @@ class CircuitBreaker:
                 self._store(conn, after, now)
         return after
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-            with conn.begin():
-                yield conn
+    def _write(self):
+        return write_transaction(self.engine)
 
     def _load(self, conn: Connection, *, lock: bool) -> Breaker:
         query = select(_TABLE).where(_TABLE.c.partner == self.partner)

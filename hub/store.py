@@ -300,6 +300,19 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 # --- sessions and the Store handle ------------------------------------------------------------
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction. On SQLite it takes the write lock at BEGIN (``BEGIN IMMEDIATE``), so a
+    read-then-write (a claim, a breaker update, the intake's "which of these keys exist?") cannot
+    interleave with another process's write, nor fail when its snapshot turns stale; on
+    PostgreSQL callers take the row or advisory locks they need."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        with conn.begin():
+            yield conn
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions bound to ``engine``. Objects stay usable after commit (``expire_on_commit=False``):
     the hub hands loaded rows to code that runs after the transaction ended (e.g. sending)."""
