@@ -40,7 +40,6 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -51,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from .models import OUTBOX_BLOCKING_STATES, OUTBOX_KINDS, OUTBOX_STATES, DeadLetter, OutboxEvent
 from .retry import RetryPolicy
-from .store import SQLITE_BEGIN_OPTION
+from .store import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +97,6 @@ def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[An
         yield items[start:start + size]
 
 
-@contextmanager
-def _write(engine: Engine) -> Iterator[Connection]:
-    """A write transaction; on SQLite it takes the write lock at BEGIN, so a read-then-write
-    (claim, retry) cannot interleave with another process's."""
-    with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-        with conn.begin():
-            yield conn
-
-
 def canonical_json(payload: Mapping[str, Any]) -> str:
     """The one JSON text of a payload (sorted keys, no spaces, UTF-8 kept): stored, and hashed into
     DocumentIds, so equal payloads are equal strings."""
@@ -141,6 +129,9 @@ class EnqueueResult:
     duplicates: int
     #: ids of the inserted events, in the order given
     ids: tuple[int, ...] = ()
+    #: inserted changes whose key was already taken by another change (other content or dossier):
+    #: they were given a key of their own (``<key>~<digest>``) instead of being lost as duplicates
+    rekeyed: int = 0
 
 
 def _as_change(obj: Any) -> OutboxChange:
@@ -207,8 +198,17 @@ def _dialect(bind: Session | Connection) -> str:
     return bind.dialect.name
 
 
-def _insert_ignoring_duplicates(bind: Session | Connection, rows: list[dict[str, Any]]) -> list[int]:
-    """INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, on either backend."""
+def _insert_new(bind: Session | Connection, rows: list[dict[str, Any]]) -> tuple[list[int], int]:
+    """INSERT the rows that are new changes, in order; returns their ids and how many were re-keyed.
+
+    An idempotency key names a change *in its source*. The same key with visibly different
+    content is a different change (another agency's database read with the same mapping, whose
+    step ids are its own; ids reused after a one-stop database was restored): it is given a key
+    of its own (:func:`_reused_key`) instead of being taken for a duplicate and lost. Only a row
+    whose key, kind and dossier match an event's, and whose payload agrees with it on every field
+    both carry, is a duplicate (ON CONFLICT DO NOTHING). The keys are compared before inserting,
+    under the enqueue lock, so the rows keep the order they were given.
+    """
     dialect = _dialect(bind)
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
@@ -219,13 +219,51 @@ def _insert_ignoring_duplicates(bind: Session | Connection, rows: list[dict[str,
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     else:  # the store supports only these two (hub.store.normalize_url)
         raise ValueError(f"the outbox needs SQLite or PostgreSQL, not {dialect}")
+    rekeyed = _rekey_reused(bind, rows)
     stmt = (dialect_insert(_EVENTS).on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(_EVENTS.c.id))
     if len(rows) == 1:
-        return list(bind.execute(stmt, rows[0]).scalars())
+        return list(bind.execute(stmt, rows[0]).scalars()), rekeyed
     # executemany: SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues") from
     # one compiled statement; rows skipped by ON CONFLICT simply return no id
-    return sorted(bind.execute(stmt, rows).scalars())
+    return sorted(bind.execute(stmt, rows).scalars()), rekeyed
+
+
+def _rekey_reused(bind: Session | Connection, rows: list[dict[str, Any]]) -> int:
+    existing: dict[str, Any] = {}
+    for part in _chunks([r["idempotency_key"] for r in rows]):
+        for found in bind.execute(select(_EVENTS.c.idempotency_key, _EVENTS.c.kind, _EVENTS.c.partition_key,
+                                         _EVENTS.c.payload).where(_EVENTS.c.idempotency_key.in_(part))):
+            existing[found.idempotency_key] = found
+    rekeyed = 0
+    for row in rows:
+        found = existing.get(row["idempotency_key"])
+        if found is not None and not _same_change(found, row):
+            row["idempotency_key"] = _reused_key(row)
+            rekeyed += 1
+    return rekeyed
+
+
+def _same_change(found: Any, row: Mapping[str, Any]) -> bool:
+    if found.kind != row["kind"] or found.partition_key != row["partition_key"]:
+        return False
+    if found.payload == row["payload"]:
+        return True
+    try:
+        old, new = json.loads(found.payload), json.loads(row["payload"])
+    except ValueError:
+        return False
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return False
+    # a field only one of them carries (a mapping that learnt a column) is no evidence either way
+    return all(old[name] == new[name] for name in old.keys() & new.keys())
+
+
+def _reused_key(row: Mapping[str, Any]) -> str:
+    """``<key>~<digest of the change>``: stable, so reading the same row again finds it."""
+    digest = hashlib.sha256("\0".join((row["kind"], row["partition_key"], row["payload"])).encode("utf-8"))
+    suffix = "~" + digest.hexdigest()[:20]
+    return row["idempotency_key"][:255 - len(suffix)] + suffix
 
 
 def enqueue(session: Session | Connection, changes: Iterable[Any], *, now: datetime | None = None) -> EnqueueResult:
@@ -249,8 +287,9 @@ def enqueue(session: Session | Connection, changes: Iterable[Any], *, now: datet
         rows.append(row)
     if not rows:
         return EnqueueResult(0, duplicates)
-    ids = _insert_ignoring_duplicates(session, rows)
-    return EnqueueResult(inserted=len(ids), duplicates=duplicates + len(rows) - len(ids), ids=tuple(ids))
+    ids, rekeyed = _insert_new(session, rows)
+    return EnqueueResult(inserted=len(ids), duplicates=duplicates + len(rows) - len(ids), ids=tuple(ids),
+                         rekeyed=rekeyed)
 
 
 def enqueue_rejected(session: Session | Connection, change: Any, *, reason_code: str, reason: str,
@@ -275,7 +314,7 @@ def enqueue_rejected(session: Session | Connection, change: Any, *, reason_code:
         change = replace(change, partition_key=unkeyed_partition(change.source_key))
     row = _row(change, now, check_fields=False, state="dead")
     row.update(last_error_code=reason_code[:64], last_error=reason)
-    ids = _insert_ignoring_duplicates(session, [row])
+    ids, _ = _insert_new(session, [row])
     if not ids:
         return None
     result = session.execute(insert(_DEAD).values(
@@ -373,7 +412,7 @@ def claim(engine: Engine, worker_id: str, *, max_events: int = 200, lease: float
     expired = (select(_EVENTS.c.id, _EVENTS.c.partition_key, _EVENTS.c.state)
                .where(_EVENTS.c.state == "claimed", _EVENTS.c.lease_expires_at <= now, ~blocked)
                .order_by(_EVENTS.c.id).limit(max_events))
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             # rows another worker is claiming right now are skipped, not waited for; a row it has
             # just claimed is re-checked against the WHERE clause and no longer qualifies
@@ -471,7 +510,7 @@ def renew(engine: Engine, worker_id: str, event_ids: Iterable[int], *, lease: fl
     expires = now + _seconds(lease, "lease")
     ids = sorted(set(event_ids))
     held: set[int] = set()
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         for part in _chunks(ids):
             conn.execute(update(_EVENTS).where(_EVENTS.c.id.in_(part), _held(worker_id))
                          .values(lease_expires_at=expires))
@@ -496,7 +535,7 @@ def assign(engine: Engine, worker_id: str, event_ids: Iterable[int], *, document
     now = _aware(now, "now")
     ids = sorted(set(event_ids))
     marked: set[int] = set()
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         if lease is not None:
             expires = now + _seconds(lease, "lease")
             for part in _chunks(sorted(set(renew_ids) | set(ids))):
@@ -532,7 +571,7 @@ def complete(engine: Engine, event_ids: Iterable[int], *, document_id: str, now:
     now = _aware(now, "now")
     ids = sorted(set(event_ids))
     changed = 0
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         for part in _chunks(ids):
             changed += conn.execute(
                 update(_EVENTS).where(_EVENTS.c.id.in_(part), _EVENTS.c.state.in_(("pending", "claimed")))
@@ -546,7 +585,7 @@ def release(engine: Engine, worker_id: str, event_ids: Iterable[int]) -> int:
     try them (an earlier event of the dossier failed, the breaker is open, the run is stopping)."""
     ids = sorted(set(event_ids))
     changed = 0
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         for part in _chunks(ids):
             changed += conn.execute(update(_EVENTS).where(_EVENTS.c.id.in_(part), _held(worker_id))
                                     .values(state="pending", claimed_by=None, lease_expires_at=None)).rowcount
@@ -576,7 +615,7 @@ def retry_later(engine: Engine, worker_id: str, event_ids: Iterable[int], *, err
     ids = sorted(set(event_ids))
     delay = (lambda n: policy.delay(n, rng)) if rng is not None else policy.delay
     rescheduled, exhausted = [], []
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         held = []
         for part in _chunks(ids):
             held.extend(conn.execute(select(_EVENTS.c.id, _EVENTS.c.attempts)
@@ -614,7 +653,7 @@ def dead_letter(engine: Engine, worker_id: str, event_ids: Iterable[int], *, rea
     _check_reason(reason_code, reason)
     now = _aware(now, "now")
     ids = sorted(set(event_ids))
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         held: list[int] = []
         for part in _chunks(ids):
             held.extend(conn.execute(select(_EVENTS.c.id).where(_EVENTS.c.id.in_(part), _held(worker_id))).scalars())
@@ -671,7 +710,7 @@ def replay(engine: Engine, dead_letter_ids: Iterable[int], *,
     stray = sorted(set(payloads) - set(ids))
     if stray:
         raise ValueError(f"payloads given for dead letters not being replayed: {stray}")
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         letters = _open_letters(conn, ids)
         amended = {}
         for letter_id, payload in payloads.items():
@@ -732,7 +771,7 @@ def discard(engine: Engine, dead_letter_id: int, reason: str, *, actor: str | No
     if actor is not None and len(actor) > 128:
         raise ValueError("actor must be at most 128 characters")
     now = _aware(now, "now")
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         letter = _open_letters(conn, [dead_letter_id])[dead_letter_id]
         row = conn.execute(select(_DEAD.c.reason_code, _DEAD.c.document_id, _EVENTS.c.partition_key,
                                   _EVENTS.c.idempotency_key)
