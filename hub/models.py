@@ -256,6 +256,9 @@ class SyncState(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     watermark: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: the partner endpoint the watermark was taken from (no credentials): a watermark says how far
+    #: *that* catalogue was read, and means nothing for another endpoint's
+    endpoint: Mapped[str | None] = mapped_column(Text)
     last_full_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_summary: Mapped[str | None] = mapped_column(Text)
@@ -409,16 +412,29 @@ class BreakerState(Base):
 
 
 class IntakeCursor(Base):
-    """Where the intake stands in one source (its opaque cursor text), moved with the outbox events."""
+    """Where the intake stands in one source, moved with the outbox events it took in.
+
+    ``source`` is the source's identity (given by the operator, or derived from the mapping and
+    the location); ``location`` is where the cursor was taken (database URL without credentials,
+    inbox folder), so a cursor is never applied to another database under the same identity;
+    ``mapping`` is the mapping it was read with. A row with no ``location`` was stored before
+    sources had identities (keyed by the mapping's name): the intake refuses to guess whose it is.
+    ``cursor`` is empty after ``--reset-cursor`` until the first batch commits (read from the start). ``last_run_at`` and
+    ``last_run`` (JSON: counts, or the refusal's code and message) say how the last run ended.
+    """
 
     __tablename__ = "intake_cursors"
 
     source: Mapped[str] = mapped_column(String(128), primary_key=True)
     cursor: Mapped[str] = mapped_column(Text, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    mapping: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str | None] = mapped_column(String(16))
+    location: Mapped[str | None] = mapped_column(Text)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_run: Mapped[str | None] = mapped_column(Text)
 
 
-# --- audit ledger integrity: seals, exports, tombstones (see lienthong.hub.audit_seal) ------------
 class AuditSeal(Base):
     """A signed checkpoint of the audit chain's head (``lienthong audit seal``, hourly DAG).
 

@@ -15,23 +15,40 @@ fails before committing, it stops iterating and starts again from its last commi
 A row that cannot be mapped does not stop the batch: it is an item with ``error`` set (a
 specific :class:`~lienthong.mappings.errors.MappingError` with a stable ``code``), which the
 caller turns into a dead letter with the raw row, in the same transaction. Nothing is dropped.
+
+Why a source has an identity and a location: the cursor is progress *in one source*. Two
+agencies' databases read with the same mapping, a database moved to a new server or restored
+from a backup, are different positions in different data; a cursor kept under the mapping's name
+would let one resume from another's place and silently skip what lies before it. So every source
+says where it reads (:attr:`Source.location`: the database URL without credentials, the inbox
+folder's absolute path), the caller stores the cursor under the source's identity (given by the
+operator, or :func:`derived_source_id` of the mapping and the location) together with that
+location, and before reading asks the source whether the stored cursor still fits it
+(:meth:`Source.check_cursor`): a cursor ahead of everything the source holds (a restore), or
+pointing at a row that is no longer the row read there (keys reused), is refused with a
+:class:`CursorDoesNotFit` naming both sides, never read past.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from lienthong.hub.errors import RetryableError
+from lienthong.hub.errors import ConfigurationError, FatalError, RetryableError
 from lienthong.mappings.dossier import DOSSIER, STEP, DossierMapping, MappedChange, json_safe
 from lienthong.mappings.errors import MappingError
 
-__all__ = ["DOSSIER", "STEP", "MAPPED", "Source", "SourceBatch", "SourceItem", "SourceUnavailable", "map_rows"]
+__all__ = [
+    "DOSSIER", "MAPPED", "STEP", "CursorDoesNotFit", "Source", "SourceBatch", "SourceBehindCursor", "SourceCursorUnclaimed",
+    "SourceItem", "SourceKeysMoved", "SourceLocationChanged", "SourceMappingChanged", "SourceUnavailable",
+    "check_source_id", "derived_source_id", "inbox_location", "map_rows", "sql_location",
+]
 
 #: the outcome counted for a row mapped without error
 MAPPED = "mapped"
@@ -41,6 +58,111 @@ class SourceUnavailable(RetryableError):
     """The source system cannot be read right now (database down, connection lost): try later."""
 
     code = "SOURCE_UNAVAILABLE"
+
+
+class CursorDoesNotFit(FatalError):
+    """The stored cursor does not belong to the source as it is now: reading on from it could skip
+    changes. The run reads nothing until an operator decides: ``--reset-cursor`` (read the source
+    from the start; what was taken in before counts as duplicates) or ``--adopt-cursor`` (keep the
+    position: the source is a replica of the same data). Both are recorded in the audit trail."""
+
+    code = "SOURCE_CURSOR_DOES_NOT_FIT"
+
+
+class SourceLocationChanged(CursorDoesNotFit):
+    """The identity's cursor was taken from another location (database, inbox folder)."""
+
+    code = "SOURCE_LOCATION_CHANGED"
+
+
+class SourceMappingChanged(CursorDoesNotFit):
+    """The identity's cursor was taken with another mapping (its columns and cursor may differ)."""
+
+    code = "SOURCE_MAPPING_CHANGED"
+
+
+class SourceBehindCursor(CursorDoesNotFit):
+    """The source's newest row is older than the cursor: restored from an older backup, or emptied."""
+
+    code = "SOURCE_BEHIND_CURSOR"
+
+
+class SourceKeysMoved(CursorDoesNotFit):
+    """The row at the cursor's position is not the row that was read there: keys moved backwards
+    (a restore followed by new writes that reused ids, or a copy whose keys differ)."""
+
+    code = "SOURCE_KEYS_MOVED"
+
+
+class SourceCursorUnclaimed(CursorDoesNotFit):
+    """A cursor stored before sources had identities may be this source's: nobody can tell."""
+
+    code = "SOURCE_CURSOR_UNCLAIMED"
+
+
+#: query parameters that tune a connection without saying which data it reaches
+_TUNING_PARAMETERS = frozenset({
+    "application_name", "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "target_session_attrs",
+    "client_encoding", "timeout", "check_same_thread",
+})
+#: a derived identity longer than this keeps the mapping name and a digest of the location
+_MAX_ID = 128
+_ID_RE = r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}"
+
+
+def sql_location(url: Any) -> str:
+    """Where a SQL source reads, as a stable text without credentials: the database URL with no user
+    name, password or connection-tuning parameters, the driver named by its backend only, a SQLite
+    file by its absolute path. Two URLs reaching the same database with other credentials or
+    timeouts give the same location; another host, port, database or schema another one."""
+    from sqlalchemy.engine import URL, Engine, make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if isinstance(url, Engine):
+        url = url.url
+    try:
+        parsed: URL = make_url(url) if isinstance(url, str) else url
+    except ArgumentError as exc:
+        shown = str(url).split("://", 1)[0] + "://…"
+        raise ConfigurationError(f"invalid one-stop database URL {shown!r}: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        backend = "postgresql"
+    query = {k: v for k, v in sorted(parsed.query.items()) if k not in _TUNING_PARAMETERS}
+    database = parsed.database
+    if backend == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
+        database = os.path.abspath(os.path.expanduser(database))
+    # (URL.set ignores None, so the credentials are dropped with the tuple's own _replace)
+    clean = parsed.set(drivername=backend, query=query)._replace(username=None, password=None, database=database)
+    return clean.render_as_string(hide_password=False)
+
+
+def inbox_location(inbox: str | Path) -> str:
+    """Where a file-drop source reads: the inbox folder's absolute path (symbolic links resolved)."""
+    return str(Path(inbox).expanduser().resolve())
+
+
+def derived_source_id(mapping_name: str, location: str) -> str:
+    """The identity of a source nobody named: ``<mapping>@<location>`` (a digest of the location
+    when that is too long to be a key). Moving the database gives another identity, so a moved or
+    copied source is read from its start (idempotency keys absorb what was taken in already); give
+    the source an explicit identity to keep its position across a move (then the move is refused
+    until ``--adopt-cursor``)."""
+    text = f"{mapping_name}@{location}"
+    if len(text) <= _MAX_ID:
+        return text
+    return f"{mapping_name}@sha256:{hashlib.sha256(location.encode('utf-8')).hexdigest()[:32]}"
+
+
+def check_source_id(value: str, where: str = "source id") -> str:
+    """An explicit source identity: 1-128 characters of letters, digits and ``. _ : @ / + -``."""
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(_ID_RE, value.strip()):
+        raise ConfigurationError(f"{where} {value!r} must be 1 to 128 letters, digits or . _ : @ / + - "
+                                 "(e.g. so-nnptnt-ha-noi)")
+    return value.strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +253,26 @@ class Source(Protocol):
     """A reader of one-stop dossier changes (see the module docstring for the cursor protocol)."""
 
     mapping: DossierMapping
+    #: "sql" or "filedrop"
+    kind: str
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The mapping's name (shared by every source read with that mapping)."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """Where this source reads, without credentials (see :func:`sql_location`, :func:`inbox_location`)."""
+        ...
+
+    def check_cursor(self, cursor: str | None) -> None:
+        """Raise a :class:`CursorDoesNotFit` when reading on from ``cursor`` could skip changes."""
+        ...
+
+    def describe_cursor(self, cursor: str | None) -> str:
+        """The cursor's position in words, for status lines."""
+        ...
 
     def changes(self, cursor: str | None = None) -> Iterator[SourceBatch]:
         """Batches of changes after ``cursor`` (None: from the beginning), until caught up."""

@@ -60,7 +60,7 @@ from lienthong.hub.xmlsafe import parse_xml
 from lienthong.mappings.dossier import DOSSIER, STEP, DossierMapping
 from lxml import etree
 
-from .base import SourceBatch, SourceItem, SourceUnavailable, map_rows
+from .base import SourceBatch, SourceItem, SourceUnavailable, inbox_location, map_rows
 
 __all__ = [
     "DEFAULT_MAX_BYTES", "ExportFileEncoding", "ExportFileLayout", "ExportFileMalformed", "ExportFileRejected",
@@ -138,6 +138,9 @@ class FileDropSource:
     ``on_reject`` is also called with each :class:`RejectedFile` as it happens.
     """
 
+    #: what kind of source this is (stored with its cursor)
+    kind = "filedrop"
+
     def __init__(self, inbox: str | Path, mapping: DossierMapping, *, max_bytes: int = DEFAULT_MAX_BYTES,
                  min_age_seconds: float = 0.0, on_reject: Callable[[RejectedFile], None] | None = None,
                  clock: Callable[[], float] = time.time):
@@ -167,8 +170,23 @@ class FileDropSource:
     def name(self) -> str:
         return self.mapping.name
 
+    @property
+    def location(self) -> str:
+        """The inbox folder's absolute path (:func:`~.base.inbox_location`)."""
+        return inbox_location(self.inbox)
+
     def __repr__(self) -> str:
         return f"FileDropSource({self.mapping.name!r}, {str(self.inbox)!r})"
+
+    def check_cursor(self, cursor: str | None) -> None:
+        """Every cursor fits an inbox: every file in it is read whatever the cursor says; the cursor
+        only lets a file whose events were committed (same name, same bytes) be moved aside unread."""
+
+    def describe_cursor(self, cursor: str | None) -> str:
+        if not cursor:
+            return "no file read yet"
+        name, _, digest = cursor.partition(_DIGEST_MARK)
+        return f"last file {name}" + (f" (sha256 {digest[:12]}…)" if digest else "")
 
     # -- which files ---------------------------------------------------------------------------
     def pending(self) -> list[Path]:

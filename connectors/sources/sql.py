@@ -32,6 +32,7 @@ sessions ``default_transaction_read_only``; an engine passed in is used with pla
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -42,12 +43,20 @@ from typing import Any
 
 from lienthong.hub.errors import ConfigurationError, FatalError
 from lienthong.hub.store import _sqlite_file  # the file behind a SQLite URL (None: in memory)
-from lienthong.mappings.dossier import DOSSIER, STEP, DossierMapping, TableMapping
-from sqlalchemy import DateTime, and_, bindparam, column, event, func, inspect, or_, select, table
+from lienthong.mappings.dossier import DOSSIER, STEP, DossierMapping, TableMapping, json_safe
+from sqlalchemy import DateTime, and_, bindparam, column, event, func, inspect, literal, or_, select, table
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
 
-from .base import SourceBatch, SourceItem, SourceUnavailable, map_rows
+from .base import (
+    SourceBatch,
+    SourceBehindCursor,
+    SourceItem,
+    SourceKeysMoved,
+    SourceUnavailable,
+    map_rows,
+    sql_location,
+)
 
 __all__ = ["CursorInvalid", "SqlCursor", "SqlSource"]
 
@@ -88,28 +97,34 @@ def _decode_value(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class SqlCursor:
-    """Where the reading stopped: the (cursor, tiebreak) values of the last dossier and step read."""
+    """Where the reading stopped: the (cursor, tiebreak) values of the last dossier and step read,
+    and a fingerprint of each of those two rows (its key, version, cursor and dossier code), so a
+    later run can tell that the row at that position is still the one that was read there."""
 
     dossiers: tuple[Any, Any] | None = None
     steps: tuple[Any, Any] | None = None
+    dossiers_anchor: str | None = None
+    steps_anchor: str | None = None
 
     def encode(self) -> str:
         """Text for the caller to store with the batch's events (JSON, times tagged)."""
-        doc = {"v": 1}
+        doc: dict[str, Any] = {"v": 2}
         for name in ("dossiers", "steps"):
             position = getattr(self, name)
             doc[name] = None if position is None else [_encode_value(v) for v in position]
+        doc["anchors"] = {"dossiers": self.dossiers_anchor, "steps": self.steps_anchor}
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def decode(cls, text: str | None) -> SqlCursor:
+        """Version 2, or version 1 (no anchors: only the "newest row older than the cursor" check applies)."""
         if text is None or text == "":
             return cls()
         try:
             doc = json.loads(text)
-            if not isinstance(doc, dict) or doc.get("v") != 1:
-                raise ValueError("not a version-1 SQL source cursor")
-            positions = []
+            if not isinstance(doc, dict) or doc.get("v") not in (1, 2):
+                raise ValueError("not a SQL source cursor (version 1 or 2)")
+            positions: list[Any] = []
             for name in ("dossiers", "steps"):
                 raw = doc.get(name)
                 if raw is None:
@@ -118,9 +133,23 @@ class SqlCursor:
                 if not isinstance(raw, list) or len(raw) != 2:
                     raise ValueError(f"{name} must be a pair")
                 positions.append(tuple(_decode_value(v) for v in raw))
-        except (ValueError, TypeError, KeyError) as exc:
+            anchors = doc.get("anchors") or {}
+            if not isinstance(anchors, dict):
+                raise ValueError("anchors must be an object")
+            for name in ("dossiers", "steps"):
+                if anchors.get(name) is not None and not isinstance(anchors[name], str):
+                    raise ValueError(f"anchors.{name} must be a text")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CursorInvalid(f"stored SQL source cursor {text[:200]!r} cannot be read: {exc}") from None
-        return cls(*positions)
+        return cls(*positions, anchors.get("dossiers"), anchors.get("steps"))
+
+
+def _shown(position: tuple[Any, Any] | None) -> str:
+    if position is None:
+        return "the start"
+    value, tie = position
+    text = value.isoformat(sep=" ") if isinstance(value, datetime) else str(value)
+    return text if tie is None else f"({text}, {tie})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,6 +160,7 @@ class _Page:
     rows: list[dict[str, Any]]
     full: bool  # as many rows as asked: there may be more
     position: tuple[Any, Any] | None  # of the last row, or the position read from
+    anchor: str | None = None  # fingerprint of the last row (None when no row was read)
 
 
 class _Reader:
@@ -152,6 +182,42 @@ class _Reader:
     @property
     def label(self) -> str:
         return f"{self.mapping.schema}.{self.mapping.table}" if self.mapping.schema else self.mapping.table
+
+    def fingerprint(self, row: dict[str, Any]) -> str:
+        """What identifies the row read at a position: its key, version, cursor values, change time
+        and dossier code. Another row at the same position (an id reused after a restore, a copy
+        with other keys) differs in at least one of them; the row's other columns may be edited
+        in place without changing it."""
+        m = self.mapping
+        values = [json_safe(row.get(c)) for c in (m.key, m.version, m.cursor, m.tiebreak, m.changed_at) if c]
+        values.append(m.ma_ho_so(row))
+        text = json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+    def _at_or_after(self, position: tuple[Any, Any]):
+        after, tie = position
+        if self.tiebreak is None:
+            return self.cursor >= after
+        return and_(self.cursor >= after, or_(self.cursor > after, self.tiebreak >= tie))
+
+    def reaches(self, conn: Connection, position: tuple[Any, Any]) -> bool:
+        """Whether the table holds a row at or after ``position`` (else it is behind the cursor)."""
+        return conn.execute(select(literal(1)).select_from(self.t).where(self._at_or_after(position))
+                            .limit(1)).first() is not None
+
+    def newest(self, conn: Connection) -> tuple[Any, Any] | None:
+        order = [self.cursor.desc()] if self.tiebreak is None else [self.cursor.desc(), self.tiebreak.desc()]
+        row = conn.execute(select(*[self.t.c[c] for c in self.names]).where(self.cursor.is_not(None))
+                           .order_by(*order).limit(1)).mappings().first()
+        if row is None:
+            return None
+        return row[self.mapping.cursor], row[self.mapping.tiebreak] if self.tiebreak is not None else None
+
+    def row_at(self, conn: Connection, position: tuple[Any, Any]) -> dict[str, Any] | None:
+        after, tie = position
+        where = self.cursor == after if self.tiebreak is None else and_(self.cursor == after, self.tiebreak == tie)
+        row = conn.execute(select(*[self.t.c[c] for c in self.names]).where(where).limit(1)).mappings().first()
+        return dict(row) if row is not None else None
 
     def statement(self, position: tuple[Any, Any] | None, limit: int, horizon: datetime | None):
         cut_at_fresh = self.cut_at_fresh
@@ -187,10 +253,11 @@ class _Reader:
                     break
             for row in rows:
                 row.pop(_FRESH, None)
-        if rows:
-            last = rows[-1]
-            position = (last[self.mapping.cursor], last[self.mapping.tiebreak] if self.tiebreak is not None else None)
-        return _Page(rows, full, position)
+        if not rows:
+            return _Page(rows, full, position)
+        last = rows[-1]
+        position = (last[self.mapping.cursor], last[self.mapping.tiebreak] if self.tiebreak is not None else None)
+        return _Page(rows, full, position, self.fingerprint(last))
 
 
 class SqlSource:
@@ -200,6 +267,9 @@ class SqlSource:
     :class:`~sqlalchemy.engine.Engine` the caller owns. ``batch_size`` and ``settle_seconds``
     default to the mapping file's. ``clock`` returns the current UTC time (tests).
     """
+
+    #: what kind of source this is (stored with its cursor)
+    kind = "sql"
 
     def __init__(self, url: str | URL | Engine, mapping: DossierMapping, *, batch_size: int | None = None,
                  settle_seconds: float | None = None, clock: Callable[[], datetime] | None = None):
@@ -225,6 +295,11 @@ class SqlSource:
     @property
     def name(self) -> str:
         return self.mapping.name
+
+    @property
+    def location(self) -> str:
+        """The database without credentials (:func:`~.base.sql_location`)."""
+        return sql_location(self.engine.url)
 
     def __repr__(self) -> str:
         return f"SqlSource({self.mapping.name!r}, {self.engine.url.render_as_string(hide_password=True)!r})"
@@ -277,6 +352,51 @@ class SqlSource:
         self._checked = True
         return counts
 
+    # -- does a stored cursor fit? ---------------------------------------------------------------
+    def check_cursor(self, cursor: str | None) -> None:
+        """Refuse a cursor this database cannot have produced as it is now.
+
+        * :class:`SourceBehindCursor`: a table has no row at or after the cursor's position (the
+          database was restored from an older backup, or emptied);
+        * :class:`SourceKeysMoved`: the row now at the cursor's position is not the row read there
+          (a restore followed by new writes that reused ids, a copy whose keys differ). A dossier
+          row updated since it was read has moved on, which is normal; only another row *at* the
+          position is refused. Cursors written before anchors existed get the first check only.
+        """
+        position = SqlCursor.decode(cursor)
+        if position.dossiers is None and position.steps is None:
+            return
+        if not self._checked:
+            self.check()
+        try:
+            with self.engine.connect() as conn:
+                _read_only_transaction(conn)
+                for reader, at, anchor in ((self._dossiers, position.dossiers, position.dossiers_anchor),
+                                           (self._steps, position.steps, position.steps_anchor)):
+                    if at is None:
+                        continue
+                    if not reader.reaches(conn, at):
+                        newest = reader.newest(conn)
+                        raise SourceBehindCursor(
+                            f"the newest row of {reader.label} is at {_shown(newest) if newest else 'nothing (empty)'} "
+                            f"but the cursor is at {_shown(at)}: the database looks restored from an older "
+                            "backup (or emptied), and reading on would skip every change written again below the cursor")
+                    if anchor is not None:
+                        row = reader.row_at(conn, at)
+                        if row is not None and reader.fingerprint(row) != anchor:
+                            raise SourceKeysMoved(
+                                f"the row of {reader.label} at the cursor {_shown(at)} is not the row read there: "
+                                "keys moved backwards (a restore followed by new writes, or a copy whose keys "
+                                "differ), and reading on would skip the rows written again below the cursor")
+                conn.rollback()
+        except DBAPIError as exc:
+            raise _classify(exc, self) from exc
+
+    def describe_cursor(self, cursor: str | None) -> str:
+        position = SqlCursor.decode(cursor)
+        return (f"{self._dossiers.label} at {_shown(position.dossiers)}, "
+                f"{self._steps.label} at {_shown(position.steps)}")
+
     # -- reading -------------------------------------------------------------------------------
     def changes(self, cursor: str | None = None) -> Iterator[SourceBatch]:
         """Batches of changes after ``cursor`` until caught up (see the module docstring).
@@ -311,8 +431,11 @@ class SqlSource:
             rows_steps = steps.rows if steps is not None else []
             if not dossiers.rows and not rows_steps:
                 return
+            read_steps = steps is not None and bool(steps.rows)
             position = SqlCursor(dossiers.position if dossiers.rows else position.dossiers,
-                                 steps.position if steps is not None and steps.rows else position.steps)
+                                 steps.position if read_steps else position.steps,
+                                 dossiers.anchor if dossiers.rows else position.dossiers_anchor,
+                                 steps.anchor if read_steps else position.steps_anchor)
             items: list[SourceItem] = map_rows(self.mapping, DOSSIER, dossiers.rows)
             items += map_rows(self.mapping, STEP, rows_steps)
             yield SourceBatch(source=self.name, cursor=position.encode(), items=tuple(items),

@@ -243,7 +243,7 @@ def test_cursor_text_round_trips_and_a_damaged_one_is_refused():
     text_cursor = SqlCursor(("2026-11-23 01:02:03.000000", code(9)), None)
     assert SqlCursor.decode(text_cursor.encode()) == text_cursor
     assert SqlCursor.decode(None) == SqlCursor() == SqlCursor.decode("")
-    for damaged in ("{", '{"v": 2}', '{"v": 1, "dossiers": [1]}', '{"v": 1, "dossiers": [{"$x": 1}, 2]}', "[]"):
+    for damaged in ("{", '{"v": 3}', '{"v": 2, "anchors": [1]}', '{"v": 1, "dossiers": [1]}', '{"v": 1, "dossiers": [{"$x": 1}, 2]}', "[]"):
         with pytest.raises(CursorInvalid):
             SqlCursor.decode(damaged)
 

@@ -34,7 +34,7 @@ def test_sql_intake_is_complete_idempotent_and_keeps_its_cursor(tmp_path, audit)
         first = intake_once(audit.engine, source)
         assert first.read == sim.db.count("hoso") + sim.db.count("hoso_buoc_xu_ly")
         assert first.enqueued == first.read and first.dead_lettered == 0
-        assert stored_cursor(audit.engine, source.name) == first.cursor
+        assert stored_cursor(audit.engine, first.source) == first.cursor
         again = intake_once(audit.engine, source)  # nothing new since the cursor
         assert again.read == 0 and _events(audit.engine) == first.enqueued
         sim.advance(40)

@@ -233,7 +233,8 @@ def assert_nothing_changed(summary: dict[str, Any], before_events, before_letter
 # ------------------------------------------------------------------------------------------------
 def test_sql_source_bad_input_is_counted_dead_lettered_or_adjusted_and_nothing_is_lost(onestop, capsys):
     summary = cli(capsys, "intake", "--sql", onestop.url)
-    assert summary["source"] == "onestop_sandbox" and summary["quarantined"] == []
+    assert summary["mapping"] == "onestop_sandbox" and summary["quarantined"] == []
+    assert summary["source"] == f"onestop_sandbox@{summary['location']}"  # derived: mapping @ database
     assert_first_intake(summary, onestop, capsys)
 
     events, letters = outbox(), dead_letters(capsys)
