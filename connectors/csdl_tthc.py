@@ -55,6 +55,16 @@ class CsdlTthcClient:
             raise ValueError("CsdlTthcClient needs a connector for csdl_tthc")
         self.connector = connector
 
+    @property
+    def endpoint(self) -> str:
+        """The address this client reads, without credentials: the catalogue's watermark is kept with it."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.connector.address)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
     def list_page(self, page: int, page_size: int, *, changed_since: datetime | None = None,
                   correlation_id: str | None = None) -> ProcedurePage:
         reply = self.connector.call("LayDanhSachTTHC", _el("LayDanhSachTTHC", {

@@ -54,6 +54,12 @@ STATE_NAME = "tthc"
 SOURCE = "csdl_tthc"
 
 
+class CatalogueEndpointChanged(FatalError):
+    """The watermark was taken from another endpoint than the one configured now."""
+
+    code = "CATALOGUE_ENDPOINT_CHANGED"
+
+
 @dataclass
 class SyncSummary:
     """What one sync did; printed by the CLI, returned by the DAG task, kept in ``sync_state``."""
@@ -355,9 +361,17 @@ class CatalogueSync:
         seen_at = _now()
         summary = SyncSummary(run_id=uuid.uuid4().hex, mode="full" if full else "incremental",
                               started_at=seen_at.isoformat())
+        endpoint = self.client.endpoint
         with Session(self.engine) as session:
             stored = session.get(SyncState, STATE_NAME)
             stored_watermark = stored.watermark if stored is not None else None
+            stored_endpoint = stored.endpoint if stored is not None else None
+        if not full and since is None and stored_watermark is not None and stored_endpoint not in (None, endpoint):
+            raise CatalogueEndpointChanged(
+                f"the catalogue watermark {stored_watermark.isoformat()} was taken from {stored_endpoint}, and the "
+                f"catalogue is now read from {endpoint}: an incremental sync from it could skip that endpoint's "
+                "procedures changed before it; run a full sync (lienthong sync tthc --full, or the DAG's mode "
+                "full), which reads the whole catalogue and keeps the new endpoint with its watermark")
         start = None if full else self.cursor.start(stored_watermark, since)
         summary.since = start.isoformat() if start else None
 
@@ -376,6 +390,7 @@ class CatalogueSync:
                     self._store_batch(session, fetched, summary, seen_at)
                     state = self._state(session)
                     state.watermark = watermark  # same transaction as the batch: no loss on a crash
+                    state.endpoint = endpoint
                 done += len(batch_refs)
                 self.progress("fetch", done, len(refs))
         if full:
@@ -385,6 +400,7 @@ class CatalogueSync:
         summary.seconds = round(time.perf_counter() - started, 3)
         with Session(self.engine) as session, session.begin():
             state = self._state(session)
+            state.endpoint = endpoint
             state.last_run_at = seen_at
             if full:
                 state.last_full_at = seen_at

@@ -211,3 +211,21 @@ def test_fetching_in_worker_processes_gives_the_same_catalogue(conn_home, make_s
     assert _count(store.engine, ProcedureVersion) == 60
     report = store.audit.verify()
     assert report.ok and report.checked >= 2 * 63  # every process appended to the one chain
+
+
+def test_a_watermark_is_kept_with_its_endpoint_and_another_endpoint_needs_a_full_sync(catalogue_env, audit):
+    from lienthong.hub.catalogue import CatalogueEndpointChanged
+
+    _, first = catalogue_env(procedures=60)
+    sync_catalogue(audit.engine, first, retry=FAST_RETRY)
+    assert sync_state(audit.engine).endpoint == first.endpoint
+    # another national endpoint: its procedures changed before our watermark would never be read
+    _, other = catalogue_env(procedures=90, seed=7)
+    assert other.endpoint != first.endpoint
+    with pytest.raises(CatalogueEndpointChanged) as refused:
+        sync_catalogue(audit.engine, other, retry=FAST_RETRY)
+    assert first.endpoint in str(refused.value) and other.endpoint in str(refused.value)
+    assert "--full" in str(refused.value)
+    full = sync_catalogue(audit.engine, other, full=True, retry=FAST_RETRY)
+    assert full.listed == 90 and sync_state(audit.engine).endpoint == other.endpoint
+    assert sync_catalogue(audit.engine, other, retry=FAST_RETRY).mode == "incremental"
