@@ -5,7 +5,8 @@ Shared by the connectors and the sandbox so both sides read the same contract fr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -13,6 +14,11 @@ from pathlib import Path
 EDXML_NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+MiB = 1024 * 1024
+#: the reply limit of an operation that names none: an acknowledgement, a status, one record
+DEFAULT_REPLY_LIMIT = 1 * MiB
 
 
 def schemas_dir() -> Path:
@@ -29,6 +35,12 @@ class ServiceSpec:
     path: str  # URL path under the sandbox / gateway root
     airflow_conn_id: str
     operations: tuple[str, ...]
+    #: the largest reply (decoded bytes) each operation may have; others: DEFAULT_REPLY_LIMIT. A reply
+    #: over it is abandoned as it arrives (``LIENTHONG_MAX_REPLY_BYTES`` sets one limit for all)
+    reply_limits: Mapping[str, int] = field(default_factory=dict)
+
+    def reply_limit(self, operation: str) -> int:
+        return self.reply_limits.get(operation, DEFAULT_REPLY_LIMIT)
 
     @property
     def wsdl_path(self) -> Path:
@@ -48,6 +60,9 @@ CSDL_TTHC = ServiceSpec(
     path="/csdl-tthc",
     airflow_conn_id="lienthong_csdl",
     operations=("LayDanhSachTTHC", "LayThuTuc", "LayDanhMucCoQuan", "LayDanhMucLinhVuc"),
+    # a page of the procedure list and the agency list are the largest answers the hub reads
+    reply_limits={"LayDanhSachTTHC": 16 * MiB, "LayDanhMucCoQuan": 16 * MiB, "LayDanhMucLinhVuc": 4 * MiB,
+                  "LayThuTuc": 4 * MiB},
 )
 DVC_PORTAL = ServiceSpec(
     name="dvc_portal",
@@ -59,6 +74,8 @@ DVC_PORTAL = ServiceSpec(
     airflow_conn_id="lienthong_dvc",
     operations=("DongBoHoSoMC", "CapNhatTienDoHoSoMC", "TraCuuHoSo",
                 "BatDauTaiTepKetQua", "TaiPhanTepKetQua", "KetThucTaiTepKetQua"),
+    # one result per dossier of a batch (up to 500)
+    reply_limits={"DongBoHoSoMC": 4 * MiB, "CapNhatTienDoHoSoMC": 4 * MiB},
 )
 BAOCAO = ServiceSpec(
     name="baocao",

@@ -5,11 +5,13 @@ record it in the audit trail → POST it → record the reply → classify the a
 reply's signature → check the reply's schema and addressing. In that order, synchronously:
 nothing reaches the wire unsigned or unaudited, and nothing is handed back unverified.
 
-zeep loads the service's WSDL from ``schemas/`` (never from the network), resolves each
-operation's SOAPAction and default address, and owns the HTTP transport (a ``requests`` session
-with TLS verification on, an optional client certificate and an ``operation_timeout``). The SOAP
-body is assembled by :mod:`.soapframe` from the exact signed bytes, so that what was signed is,
-byte for byte, what is sent and what is audited.
+zeep loads the service's WSDL from ``schemas/`` (never from the network) and resolves each
+operation's SOAPAction and default address. The HTTP exchange itself goes through
+:class:`~.http.HttpClient` (TLS verification on, an optional client certificate): it ends at the
+``operation_timeout`` deadline whatever the partner's pace, and reads the reply with the
+operation's size limit, abandoning it as soon as it passes (what arrived, bounded, is audited with
+the error). The SOAP body is assembled by :mod:`.soapframe` from the exact signed bytes, so that
+what was signed is, byte for byte, what is sent and what is audited.
 
 POST is not retried here (urllib3 does not retry it either): the caller owns the retry policy and
 reacts to the error's type (``RetryableError`` vs ``FatalError``, see :mod:`lienthong.hub.errors`).
@@ -17,7 +19,6 @@ reacts to the error's type (``RetryableError`` vs ``FatalError``, see :mod:`lien
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from functools import cache
 import requests
 import zeep
 from lxml import etree
-from zeep.transports import Transport
 
 from ..hub.audit import AuditTrail
 from ..hub.envelope import Envelope, Party, build_envelope, q
@@ -36,10 +36,11 @@ from ..hub.errors import (
     FatalError,
     HubError,
     PartnerFault,
+    ReplyTooLarge,
+    ReplyTruncated,
     ServiceUnavailable,
-    TlsError,
-    TransportError,
     TransportTimeout,
+    UnexpectedContentType,
     UnexpectedResponse,
     XmlMalformed,
 )
@@ -49,8 +50,15 @@ from ..hub.validation import validate
 from ..signing.cli import signer_for, trust_store_for
 from ..signing.signer import Signer
 from ..signing.verifier import VerifiedDocument, Verifier
+from .http import HttpClient, HttpLimits, HttpReply
 from .services import ServiceSpec, service
 from .soapframe import unwrap_soap, wrap_soap
+
+#: what a SOAP 1.1 reply may be labelled (servers use all three)
+XML_CONTENT_TYPES = ("text/xml", "application/xml", "application/soap+xml")
+#: the audit outcome of a failed HTTP exchange, by error (most specific first)
+_OUTCOMES = ((TransportTimeout, "timeout"), (ReplyTooLarge, "too_large"), (ReplyTruncated, "truncated"),
+             (UnexpectedContentType, "content_type"))
 
 #: where build_envelope puts the request's DocumentId
 _DOCUMENT_ID = f"{q('edXMLHeader')}/{q('MessageHeader')}/{q('DocumentId')}"
@@ -134,39 +142,23 @@ class SoapConnector:
         self._session = session
 
     # --- transport --------------------------------------------------------------------------
-    def _transport(self) -> Transport:
-        """One zeep transport (and so one pooled ``requests`` session) per thread."""
-        transport = getattr(self._local, "transport", None)
-        if transport is None:
-            session = self._session or requests.Session()
-            # The environment (proxies, CA bundle) is read once here instead of on every request:
-            # requests re-scans os.environ and ~/.netrc per call when trust_env is on (~0.4 ms).
-            session.trust_env = False
-            session.proxies = requests.utils.get_environ_proxies(self.address)
-            verify = self.endpoint.tls_verify
-            if verify is True:
-                verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-            session.verify = verify
-            if self.endpoint.client_cert:
-                parts = self.endpoint.client_cert.split(",")
-                session.cert = tuple(parts) if len(parts) == 2 else parts[0]
-            transport = Transport(session=session, timeout=self.settings.operation_timeout,
-                                  operation_timeout=self.settings.operation_timeout)
-            self._local.transport = transport
-        return transport
+    def _http(self) -> HttpClient:
+        """One HTTP client (and so one pooled ``requests`` session) per thread."""
+        client = getattr(self._local, "http", None)
+        if client is None:
+            client = HttpClient.for_url(self.spec.name, self.address, verify=self.endpoint.tls_verify,
+                                        client_cert=self.endpoint.client_cert, session=self._session)
+            self._local.http = client
+        return client
 
-    def _post(self, action: str, message: bytes) -> requests.Response:
+    def limits(self, operation: str) -> HttpLimits:
+        """The deadline and reply size limit of one exchange of ``operation``."""
+        return HttpLimits(deadline=self.settings.operation_timeout,
+                          max_bytes=self.settings.max_reply_bytes or self.spec.reply_limit(operation))
+
+    def _post(self, action: str, message: bytes, limits: HttpLimits) -> HttpReply:
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
-        try:
-            return self._transport().post(self.address, message, headers)
-        except requests.exceptions.SSLError as exc:
-            raise TlsError(f"TLS verification of {self.address} failed: {exc}") from None
-        except requests.exceptions.Timeout:
-            raise TransportTimeout(
-                f"{self.spec.name} did not answer within {self.settings.operation_timeout:g} s ({self.address})"
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise TransportError(f"cannot reach {self.spec.name} at {self.address}: {exc}") from None
+        return self._http().post(self.address, message, headers, limits, content_types=XML_CONTENT_TYPES)
 
     # --- one exchange -----------------------------------------------------------------------
     def call(
@@ -192,17 +184,20 @@ class SoapConnector:
         out_seq = self.audit.record(direction="out", from_agency=self.me.code, to_agency=self.partner.code,
                                     raw=request_bytes, outcome="sent", **common)
         started = time.perf_counter()
-        response: requests.Response | None = None
+        limits = self.limits(operation)
         outcome, error, raw = "error", None, b""
         try:
             try:
-                response = self._post(binding.soap_action, request_bytes)
-            except TransportTimeout as exc:
-                outcome, error = "timeout", str(exc)
+                response = self._post(binding.soap_action, request_bytes, limits)
+            except HubError as exc:
+                # what arrived before the exchange was abandoned (bounded) is the audit's evidence
+                raw = getattr(exc, "received", b"") or b""
+                outcome = next((word for kind, word in _OUTCOMES if isinstance(exc, kind)), "error")
+                error = str(exc)
                 raise
             raw = response.content
             try:
-                verified, envelope_in = self._accept(operation, doc_id, response)
+                verified, envelope_in = self._accept(operation, doc_id, response, limits)
             except PartnerFault as exc:
                 outcome, error = "fault", str(exc)
                 raise
@@ -228,10 +223,10 @@ class SoapConnector:
                      latency_ms=latency_ms, audit_seqs=(out_seq, in_seq), request_bytes=request_bytes,
                      response_bytes=raw)
 
-    def _accept(self, operation: str, request_id: str,
-                response: requests.Response) -> tuple[VerifiedDocument, Envelope]:
+    def _accept(self, operation: str, request_id: str, response: HttpReply,
+                limits: HttpLimits) -> tuple[VerifiedDocument, Envelope]:
         """Classify the HTTP answer, then verify, validate and match the reply to the request."""
-        status = response.status_code
+        status = response.status
         content = response.content
         is_xml = content.lstrip()[:1] == b"<"
         if status in (502, 503, 504, 429) and not is_xml:
@@ -244,7 +239,8 @@ class SoapConnector:
         # cover the envelope inside it. The verifier is handed that subtree, not the envelope's
         # bytes to parse again: signxml serialises and re-parses the element it verifies anyway,
         # so a second hardened parse of the same bytes here would be pure repetition.
-        child = unwrap_soap(content, partner=self.spec.name, http_status=status)  # raises faults
+        child = unwrap_soap(content, partner=self.spec.name, http_status=status,
+                            max_bytes=limits.max_bytes)  # raises faults
         if status != 200:
             raise FatalError(f"{self.spec.name} answered HTTP {status} without a SOAP Fault")
         if not isinstance(child.tag, str) or (child.tail is not None and child.tail.strip()):

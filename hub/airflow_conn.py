@@ -45,7 +45,7 @@ Extra (JSON object; unknown keys are refused so that a typo cannot silently fall
 ``tls_verify``            ``true`` / ``false``, or a CA bundle path for the TLS server certificate.
 ``tls_client_cert``       client certificate for mutual TLS: ``"cert.pem"`` (key inside) or
                           ``"cert.pem,key.pem"`` or ``["cert.pem", "key.pem"]``.
-``operation_timeout``     seconds to wait for one SOAP operation (> 0).
+``operation_timeout``     the deadline of one exchange in seconds, connect + send + receive (> 0).
 ``signature_algorithm``   ``rsa-sha256`` or ``ecdsa-sha256`` for our outgoing signatures.
 ========================= =====================================================================
 
@@ -89,7 +89,7 @@ EXTRA_KEYS: dict[str, str] = {
     "crl": "CRL path(s) for the service's signatures",
     "tls_verify": "true/false or a CA bundle path for TLS",
     "tls_client_cert": "client certificate (and key) for mutual TLS",
-    "operation_timeout": "seconds to wait for one SOAP operation",
+    "operation_timeout": "the deadline of one exchange, in seconds",
     "signature_algorithm": "rsa-sha256 or ecdsa-sha256",
 }
 

@@ -6,8 +6,12 @@ catching a type, never by reading a message::
     HubError
     ├── RetryableError                 try again later: the same message may well succeed
     │   ├── TransportError             connection refused/reset, TLS handshake interrupted
-    │   │   └── TransportTimeout       no answer within the operation timeout
+    │   │   ├── TransportTimeout       no answer within the exchange's deadline
+    │   │   │   └── DeadlineExceeded   an answer began but was still arriving at the deadline (a drip)
+    │   │   ├── ReplyTooLarge          the reply (announced, or as decoded while it arrives) passes its limit
+    │   │   └── ReplyTruncated         the connection closed or reset in the middle of the reply
     │   ├── ServiceUnavailable         HTTP 5xx / 429 from the partner or gateway
+    │   │   └── UnexpectedContentType  a 2xx reply that is not what the service speaks (a proxy's HTML page)
     │   └── TransientFault             SOAP Fault the partner marks as temporary
     └── FatalError                     the same message will fail again: dead-letter it
         ├── ConfigurationError         missing key, endpoint, agency code, bad setting
@@ -67,12 +71,38 @@ class TransportTimeout(TransportError):
     code = "TIMEOUT"
 
 
+class DeadlineExceeded(TransportTimeout):
+    """The partner began to answer but the whole exchange passed its deadline: a reply that drips."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
+class ReplyTooLarge(TransportError):
+    """The reply is over the operation's limit: refused on its announced length, or as soon as the
+    decoded bytes pass it, never read whole. Retryable: a healthy partner answers within it."""
+
+    code = "REPLY_TOO_LARGE"
+
+
+class ReplyTruncated(TransportError):
+    """The connection was closed or reset before the reply was complete."""
+
+    code = "REPLY_TRUNCATED"
+
+
 class ServiceUnavailable(RetryableError):
     code = "SERVICE_UNAVAILABLE"
 
     def __init__(self, message: str, *, status: int | None = None, **kw):
         super().__init__(message, **kw)
         self.status = status
+
+
+class UnexpectedContentType(ServiceUnavailable):
+    """A successful HTTP status with a body the service does not speak (an HTML login or error page
+    from a proxy instead of SOAP or JSON): not the partner's answer, so not read as one."""
+
+    code = "REPLY_CONTENT_TYPE"
 
 
 class TransientFault(RetryableError):

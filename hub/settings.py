@@ -65,8 +65,12 @@ class Settings:
     db_url: str
     agency_code: str = DEFAULT_AGENCY_CODE
     agency_name: str = DEFAULT_AGENCY_NAME
-    #: seconds to wait for one SOAP operation (zeep ``operation_timeout``)
+    #: the deadline of one exchange with a partner, in seconds: connecting, sending and receiving
+    #: together end by then whatever the partner's pace (``LIENTHONG_OPERATION_TIMEOUT``)
     operation_timeout: float = 30.0
+    #: the largest reply any operation may have (decoded bytes); None: each operation's own limit
+    #: (``connectors.services``). ``LIENTHONG_MAX_REPLY_BYTES``
+    max_reply_bytes: int | None = None
     #: the hub's signing key (PKCS#12); default ``$LIENTHONG_HOME/pki/hub.p12``
     key_path: Path | None = None
     #: password of the key; default ``LIENTHONG_KEY_PASSWORD`` or ``pki/key-password``
@@ -145,12 +149,19 @@ class Settings:
             timeout = float(env.get("LIENTHONG_OPERATION_TIMEOUT") or 30.0)
         except ValueError as exc:
             raise ConfigurationError(f"LIENTHONG_OPERATION_TIMEOUT is not a number: {exc}") from None
+        if not timeout > 0:
+            raise ConfigurationError(f"LIENTHONG_OPERATION_TIMEOUT must be a positive number of seconds, not {timeout:g}")
+        max_reply = (env.get("LIENTHONG_MAX_REPLY_BYTES") or "").strip()
+        if max_reply and (not max_reply.isdigit() or int(max_reply) < 1024):
+            raise ConfigurationError(f"LIENTHONG_MAX_REPLY_BYTES must be a whole number of bytes, at least 1024, "
+                                     f"not {max_reply!r}")
         return cls(
             home=home,
             db_url=db_url,
             agency_code=env.get("LIENTHONG_AGENCY_CODE") or DEFAULT_AGENCY_CODE,
             agency_name=env.get("LIENTHONG_AGENCY_NAME") or DEFAULT_AGENCY_NAME,
             operation_timeout=timeout,
+            max_reply_bytes=int(max_reply) if max_reply else None,
             key_path=Path(env["LIENTHONG_KEY_PATH"]) if env.get("LIENTHONG_KEY_PATH") else None,
             key_password=env.get("LIENTHONG_KEY_PASSWORD") or None,
             trust_paths=trust,

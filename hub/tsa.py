@@ -184,21 +184,30 @@ def parse_response(der: bytes):
     return reply
 
 
+#: the largest time-stamp reply accepted (a token with its certificate chain is a few KB)
+MAX_REPLY_BYTES = 256 * 1024
+
+
 def request_token(url: str, signature_value: bytes, trust_store, *, timeout: float = 30.0,
                   session=None) -> tuple[bytes, datetime]:
     """Ask the TSA at ``url`` to stamp ``signature_value``; return (token DER, genTime) after
-    checking the answer completely (status, nonce, imprint, signature, certificate)."""
-    import requests
+    checking the answer completely (status, nonce, imprint, signature, certificate). The exchange
+    ends at ``timeout`` seconds whatever the TSA's pace, and its reply is read with a limit."""
+    from ..connectors.http import HttpClient, HttpLimits
 
     nonce = secrets.randbits(63)
     body = build_request(signature_value, nonce)
-    http = session or requests
+    http = HttpClient.for_url("TSA", url, session=session)
     try:
-        response = http.post(url, data=body, headers={"Content-Type": CONTENT_TYPE_QUERY}, timeout=timeout)
-    except requests.RequestException as exc:
+        response = http.post(url, body, {"Content-Type": CONTENT_TYPE_QUERY},
+                             HttpLimits(deadline=timeout, max_bytes=MAX_REPLY_BYTES),
+                             content_types=(CONTENT_TYPE_REPLY,))
+    except TransportError as exc:
+        if type(exc) is not TransportError:  # a timeout, a reply too large...: already says what happened
+            raise
         raise TransportError(f"TSA {url} unreachable: {exc}") from None
-    if response.status_code != 200:
-        raise TimestampInvalid(f"TSA {url} answered HTTP {response.status_code}")
+    if response.status != 200:
+        raise TimestampInvalid(f"TSA {url} answered HTTP {response.status}")
     try:
         reply = parse_response(response.content)
         status = reply["status"]["status"].native

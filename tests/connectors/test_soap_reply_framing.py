@@ -7,22 +7,25 @@ framing does, and anything in ``soap:Body`` besides the signed envelope must sti
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import requests
 from lienthong.connectors.csdl_tthc import CsdlTthcClient
+from lienthong.connectors.http import WatchedAdapter
 from lienthong.connectors.payload import element
 from lienthong.connectors.services import CSDL_TTHC
 from lienthong.connectors.soap import SoapConnector
 from lienthong.connectors.soapframe import body_bytes
 from lienthong.hub import errors
 from lienthong.hub.models import AuditEntry
-from requests.adapters import HTTPAdapter
 from sqlalchemy import select
+from urllib3 import HTTPResponse
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
-class _Reframing(HTTPAdapter):
+class _Reframing(WatchedAdapter):
     """Forwards to the sandbox, then re-frames the signed envelope of its reply with ``frame``."""
 
     def __init__(self, frame):
@@ -33,7 +36,11 @@ class _Reframing(HTTPAdapter):
         response = super().send(request, **kwargs)
         inner = body_bytes(response.content)
         if inner is not None:
-            response._content = self.frame(inner)
+            framed = self.frame(inner)
+            headers = {k: v for k, v in response.raw.headers.items() if k.lower() != "content-length"}
+            headers["Content-Length"] = str(len(framed))
+            response.raw = HTTPResponse(body=io.BytesIO(framed), headers=headers,
+                                        status=response.status_code, preload_content=False)
         return response
 
 
