@@ -309,6 +309,48 @@ def throughput_processes(settings: Settings, db_url: str, codes: list[str], exch
     return _figures(processes, threads, exchanges, errors, wall, sum(cpu for cpu, _ in outcomes), sb_cpu)
 
 
+def transport_cost(connector, request: bytes, posts: int) -> dict[str, Any]:
+    """The HTTP layer alone: the same signed LayThuTuc request POSTed ``posts`` times through the
+    hub's bounded client (deadline watchdog, streamed read with a size limit, content-type check) and,
+    as the baseline in the same run, through a plain ``requests.Session`` (``timeout=``, ``.content``),
+    alternating in rounds of 50 so that load drifts weigh on both alike."""
+    import requests
+
+    action = connector.wsdl.operations["LayThuTuc"].soap_action
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
+    limits = connector.limits("LayThuTuc")
+    bounded = connector._http()
+    plain = requests.Session()
+    plain.trust_env = False
+    url = connector.address
+
+    def via_bounded() -> int:
+        return len(bounded.post(url, request, headers, limits).content)
+
+    def via_plain() -> int:
+        r = plain.post(url, data=request, headers=headers, timeout=(limits.connect_timeout, limits.deadline))
+        return len(r.content)
+
+    totals = {"bounded": [0.0, 0.0], "plain": [0.0, 0.0]}
+    for fn in (via_bounded, via_plain):  # warm the pools
+        fn()
+    done = 0
+    while done < posts:
+        n = min(50, posts - done)
+        for name, fn in (("bounded", via_bounded), ("plain", via_plain)):
+            w0, c0 = time.perf_counter(), time.thread_time()
+            for _ in range(n):
+                fn()
+            totals[name][0] += time.perf_counter() - w0
+            totals[name][1] += time.thread_time() - c0
+        done += n
+    out = {name: {"wall_ms": w / posts * 1000, "cpu_ms": c / posts * 1000} for name, (w, c) in totals.items()}
+    out["posts"] = posts
+    out["cpu_ratio"] = out["bounded"]["cpu_ms"] / out["plain"]["cpu_ms"]
+    out["wall_ratio"] = out["bounded"]["wall_ms"] / out["plain"]["wall_ms"]
+    return out
+
+
 def audit_durability(tmp: Path, request: bytes, reply: bytes, appends: int) -> dict[str, Any]:
     """Per-append latency of one out + one in entry on SQLite WAL, synchronous NORMAL vs FULL."""
     results: dict[str, Any] = {}
@@ -424,6 +466,13 @@ def main(argv: list[str] | None = None) -> int:
             say(f"  {'total per exchange':36} {b['per_exchange_wall_ms']:9.3f} {b['per_exchange_cpu_ms']:9.3f}")
             say(f"  hub CPU excluding the HTTP client: {b['hub_cpu_excluding_http_ms']:.3f} ms = "
                 f"{b['hub_cpu_excluding_http_ms'] / f['rsa_sign_plus_verify_ms']:.1f}x the RSA floor")
+
+            t = report["transport"] = transport_cost(connector, sample.request_bytes, args.exchanges)
+            say(f"== HTTP layer alone ({t['posts']} POSTs of the signed request each, alternating)")
+            say(f"  bounded HttpClient   wall {t['bounded']['wall_ms']:.3f} ms, hub CPU {t['bounded']['cpu_ms']:.3f} ms")
+            say(f"  plain requests       wall {t['plain']['wall_ms']:.3f} ms, hub CPU {t['plain']['cpu_ms']:.3f} ms"
+                " (baseline)")
+            say(f"  ratio bounded/plain  CPU {t['cpu_ratio']:.2f}x, wall {t['wall_ratio']:.2f}x")
 
             say(f"== throughput ({args.exchanges} LayThuTuc round trips each; sandbox in its own process)")
             say(f"  {'procs':>5} {'threads':>7} {'per s':>8} {'hub cpu ms':>11} {'sandbox cpu ms':>15} "
