@@ -29,8 +29,8 @@ from pathlib import Path
 
 from benchkit import fresh_store, machine_info
 from lienthong.hub.audit import AuditRecord, AuditTrail
-from lienthong.hub.models import AuditEntry
 from lienthong.hub.store import make_engine, normalize_url
+from lienthong.hub.store.models import AuditEntry
 from sqlalchemy import select, text
 
 PASSWORD = "bench-only-throwaway"

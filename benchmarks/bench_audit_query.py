@@ -39,7 +39,7 @@ from lienthong.connectors.services import schemas_dir  # noqa: E402
 from lienthong.connectors.soapframe import wrap_soap  # noqa: E402
 from lienthong.hub.audit import AuditRecord, AuditTrail  # noqa: E402
 from lienthong.hub.audit_query import SearchQuery, dossier_timeline, search, update_index  # noqa: E402
-from lienthong.hub.models import AuditEntry  # noqa: E402
+from lienthong.hub.store.models import AuditEntry  # noqa: E402
 from lienthong.hub.xmlsafe import parse_xml  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 

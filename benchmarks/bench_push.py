@@ -256,7 +256,7 @@ def steady_load(db_url: str, onestop_path: Path, sandbox: SandboxProcess, *, rat
 
 def hub_latency(engine: Engine) -> tuple[float | None, float | None]:
     """p50/p95 seconds from outbox enqueue (``created_at``) to acknowledgement (``delivered_at``)."""
-    from lienthong.hub.models import OutboxEvent
+    from lienthong.hub.store.models import OutboxEvent
 
     with engine.connect() as conn:
         rows = conn.execute(select(OutboxEvent.created_at, OutboxEvent.delivered_at)

@@ -55,6 +55,7 @@ def main() -> int:
 
     from lienthong.connectors.csdl_tthc import CsdlTthcClient
     from lienthong.connectors.soap import SoapConnector
+    from lienthong.hub.audit import ledger
     from lienthong.hub.catalogue import csdl_client, sync_catalogue
     from lienthong.hub.settings import Settings
     from lienthong.hub.store import open_store
@@ -65,7 +66,7 @@ def main() -> int:
     os.environ["LIENTHONG_CSDL_URL"] = f"http://127.0.0.1:{port}/csdl-tthc"
     settings = Settings.from_env()
     store = open_store(settings)
-    client = CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=store.audit))
+    client = CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=ledger(store)))
     options = {"concurrency": args.concurrency, "processes": args.processes,
                "client_factory": partial(csdl_client, settings)}
     print("== machine")

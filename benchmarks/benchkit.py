@@ -119,8 +119,8 @@ class SandboxProcess:
 def fresh_store(db_url: str):
     """A migrated hub store at ``db_url``, empty: a PostgreSQL URL names a scratch database whose
     hub tables are dropped and recreated (a SQLite file is expected to be new)."""
-    from lienthong.hub.models import Base
     from lienthong.hub.store import make_engine, upgrade
+    from lienthong.hub.store.models import Base
     from sqlalchemy import text
 
     engine = make_engine(db_url)

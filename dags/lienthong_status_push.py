@@ -68,12 +68,13 @@ def lienthong_status_push():
         from lienthong.connectors.dvc_portal import DvcPortalClient
         from lienthong.connectors.soap import SoapConnector
         from lienthong.hub.airflow_conn import settings_from_airflow
+        from lienthong.hub.audit import ledger
         from lienthong.hub.delivery import deliver_once
         from lienthong.hub.store import open_store
 
         settings = settings_from_airflow("dvc_portal")
         store = open_store(settings)
-        portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=store.audit))
+        portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=ledger(store)))
         worker_id = f"{run_id or 'airflow'}:{slot}"
         totals = {"delivered": 0, "retried": 0, "dead": 0, "messages": 0}
         batch_size = int((params or {}).get("batch_size") or 50)

@@ -43,6 +43,8 @@ import math
 import re
 import secrets
 import sqlite3
+import threading
+import weakref
 import zlib
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -54,8 +56,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import Executable
 
 from .errors import AuditChainBroken
-from .models import GENESIS_HASH, AuditEntry, AuditHead
 from .store import SQLITE_BEGIN_OPTION
+from .store.models import GENESIS_HASH, AuditEntry, AuditHead
 
 __all__ = ["AuditRecord", "AuditTrail", "ChainReport", "entry_digest", "GENESIS_HASH"]
 
@@ -831,3 +833,21 @@ class AuditTrail:
                 f"entry {head_seq} was replaced: the head records a different hash for it",
             )
         return ChainReport(True, checked)
+
+
+_LEDGERS: weakref.WeakKeyDictionary[Engine, AuditTrail] = weakref.WeakKeyDictionary()
+_LEDGERS_LOCK = threading.Lock()
+
+
+def ledger(store_or_engine: Any) -> AuditTrail:
+    """The audit trail on a store (or an engine), one per engine in this process.
+
+    The store does not know the ledger (it sits below it); code that holds a store asks here. One
+    instance per engine keeps the append statements compiled once.
+    """
+    engine: Engine = getattr(store_or_engine, "engine", store_or_engine)
+    with _LEDGERS_LOCK:
+        trail = _LEDGERS.get(engine)
+        if trail is None:
+            trail = _LEDGERS[engine] = AuditTrail(engine)
+        return trail

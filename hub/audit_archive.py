@@ -61,7 +61,7 @@ from .audit_seal import (
     verify_signed,
 )
 from .errors import AuditChainBroken, ConfigurationError, HubError, SignatureError
-from .models import AuditEntry, AuditExport, AuditSeal
+from .store.models import AuditEntry, AuditExport, AuditSeal
 
 __all__ = ["ArchiveInvalid", "ArchiveReport", "ExportResult", "export_archive", "parse_when", "verify_archive"]
 

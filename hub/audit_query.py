@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from .audit import ENTRY_COLUMNS, _body_problem, _inflate
 from .errors import XmlRejected
 from .masking import json_items as _json_items
-from .models import AuditEntry, AuditSubject, AuditSubjectState
+from .store.models import AuditEntry, AuditSubject, AuditSubjectState
 from .xmlsafe import parse_xml
 
 __all__ = [
@@ -196,7 +196,7 @@ class _LostRace(Exception):
 
 
 def _head_seq(engine: Engine) -> int:
-    from .models import AuditHead
+    from .store.models import AuditHead
 
     with engine.connect() as conn:
         return int(conn.execute(select(AuditHead.last_seq).where(AuditHead.id == 1)).scalar_one_or_none() or 0)

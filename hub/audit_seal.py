@@ -43,8 +43,8 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text
 
 from .audit import AuditTrail, ChainReport
 from .errors import AuditChainBroken, ConfigurationError, HubError, SignatureError
-from .models import GENESIS_HASH, AuditEntry, AuditExport, AuditSeal, AuditSubject, AuditTombstone
 from .store import SQLITE_BEGIN_OPTION
+from .store.models import GENESIS_HASH, AuditEntry, AuditExport, AuditSeal, AuditSubject, AuditTombstone
 
 if TYPE_CHECKING:
     from ..signing.verifier import VerifiedDocument

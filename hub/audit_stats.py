@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, case, func, select
 
 from .files import write_atomic
-from .models import AuditEntry
+from .store.models import AuditEntry
 
 __all__ = ["AuditStats", "OperationStats", "PartnerStats", "compute_stats", "previous_day", "write_daily_report",
            "PERCENTILES"]

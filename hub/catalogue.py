@@ -39,7 +39,8 @@ from ..connectors.csdl_tthc import CsdlTthcClient, ProcedureRef, thutuc_record
 from ..mappings.diff import diff_documents, format_diff
 from ..mappings.procedure import MappingError, Procedure, canonical_json, content_hash, from_national
 from .errors import FatalError, HubError
-from .models import (
+from .retry import RetryPolicy
+from .store.models import (
     CatalogueAgency,
     CatalogueField,
     ProcedureLink,
@@ -47,8 +48,7 @@ from .models import (
     QuarantinedRecord,
     SyncState,
 )
-from .models import Procedure as ProcedureRow
-from .retry import RetryPolicy
+from .store.models import Procedure as ProcedureRow
 
 STATE_NAME = "tthc"
 SOURCE = "csdl_tthc"
@@ -461,6 +461,7 @@ def sync_state(engine: Engine) -> SyncState | None:
 def csdl_client(settings) -> CsdlTthcClient:
     """A catalogue client for ``settings`` with its own store connection: the worker-process factory."""
     from ..connectors.soap import SoapConnector
+    from .audit import ledger
     from .store import open_store
 
-    return CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=open_store(settings).audit))
+    return CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=ledger(open_store(settings))))

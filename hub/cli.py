@@ -130,12 +130,13 @@ def cmd_sync_tthc(args: argparse.Namespace) -> int:
 
     from ..connectors.csdl_tthc import CsdlTthcClient
     from ..connectors.soap import SoapConnector
+    from .audit import ledger
     from .catalogue import sync_catalogue
     from .store import open_store
 
     settings = _settings()
     store = open_store(settings)
-    client = CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=store.audit))
+    client = CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=ledger(store)))
     since = parse_moment(args.since, "--since")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=args.json) as bar:
@@ -388,13 +389,14 @@ def cmd_push_status(args: argparse.Namespace) -> int:
 
     from ..connectors.dvc_portal import DvcPortalClient
     from ..connectors.soap import SoapConnector
+    from .audit import ledger
     from .delivery import deliver_once
     from .outbox import stats
     from .store import open_store
 
     settings = _settings()
     store = open_store(settings)
-    portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=store.audit))
+    portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=ledger(store)))
     worker = args.worker or f"{socket.gethostname()}:{os.getpid()}"
     totals: dict[str, int] = {}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
@@ -428,18 +430,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
+    from .audit import ledger
     from .catalogue import sync_state
     from .intake import source_states
-    from .models import BreakerState
     from .outbox import stats
     from .store import open_store
+    from .store.models import BreakerState
 
     store = open_store(_settings())
     outbox = stats(store.engine).as_dict()
     with Session(store.engine) as session:
         breakers = {b.partner: b.state for b in session.scalars(select(BreakerState))}
     catalogue = sync_state(store.engine)
-    head_seq, _ = store.audit.head()
+    head_seq, _ = ledger(store).head()
     sources = source_states(store.engine)
     data = {"outbox": outbox, "breakers": breakers, "audit_entries": head_seq,
             "sources": [st.as_dict() for st in sources],
@@ -474,6 +477,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from . import outbox
+    from .audit import ledger
     from .errors import ConfigurationError
     from .store import open_store
 
@@ -511,7 +515,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     if not args.reason or not args.reason.strip():
         raise ConfigurationError("discarding a dead letter needs --reason: it is recorded in the audit trail")
     outbox.discard(store.engine, args.id, args.reason, actor=os.environ.get("USER"),
-                   on_discarded=outbox.audit_discard(store.audit))
+                   on_discarded=outbox.audit_discard(ledger(store)))
     console.print(f"discarded dead letter {args.id}; the reason is recorded in the audit trail")
     return 0
 

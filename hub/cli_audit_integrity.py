@@ -169,8 +169,8 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
 def cmd_audit_exports(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from .models import AuditExport, AuditTombstone
     from .store import open_store
+    from .store.models import AuditExport, AuditTombstone
 
     engine = open_store(_settings()).engine
     exports, tombs = AuditExport.__table__, AuditTombstone.__table__

@@ -59,6 +59,8 @@ def check_unmask(args: argparse.Namespace) -> None:
 
 def record_unmask(store: Any, args: argparse.Namespace, command: str, seqs: list[int]) -> int:
     """Append the ``AuditUnmask`` entry for this command; return its seq. Runs before any output."""
+    from .audit import ledger
+
     body = {
         "action": "audit.unmask",
         **operator_identity(),
@@ -68,7 +70,7 @@ def record_unmask(store: Any, args: argparse.Namespace, command: str, seqs: list
         "at": datetime.now(UTC).isoformat(),
     }
     raw = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    return store.audit.record(direction="out", partner=UNMASK_PARTNER, operation=UNMASK_OPERATION, raw=raw,
+    return ledger(store).record(direction="out", partner=UNMASK_PARTNER, operation=UNMASK_OPERATION, raw=raw,
                               outcome="ok", document_id=uuid.uuid4().hex)
 
 
@@ -77,9 +79,10 @@ def refresh_index(store: Any, *, rebuild: bool = False):
     (the first search on a large ledger parses every entry: about 5,000-10,000 per second)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .audit import ledger
     from .audit_query import index_position, rebuild_index, update_index
 
-    pending = store.audit.head()[0] - (0 if rebuild else index_position(store.engine)[0])
+    pending = ledger(store).head()[0] - (0 if rebuild else index_position(store.engine)[0])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=_cli().err_console, transient=True, disable=pending < 20_000) as bar:
         task = bar.add_task("indexing dossier and procedure codes", total=None)
@@ -184,6 +187,7 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    from .audit import ledger
     from .audit_query import SignatureCheck, load_entry, verify_entry_signature
     from .errors import ConfigurationError, HubError
     from .masking import Masker
@@ -196,7 +200,7 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     store = _store()
     detail = load_entry(store.engine, args.seq)
     if detail is None:
-        head = store.audit.head()[0]
+        head = ledger(store).head()[0]
         if 1 <= args.seq <= head:
             raise ConfigurationError(f"audit entry {args.seq} is no longer in the store: pruned after an export "
                                      "(its archive holds it) or removed ('lienthong audit verify' tells which)")

@@ -83,9 +83,9 @@ from .errors import (
     TlsError,
     UnexpectedResponse,
 )
-from .models import AuditEntry
 from .outbox import ClaimedEvent
 from .retry import RetryPolicy
+from .store.models import AuditEntry
 
 if TYPE_CHECKING:
     from ..connectors.dvc_portal import DvcPortalClient, ItemResult

@@ -23,7 +23,7 @@ from ..connectors.services import SERVICES
 from ..connectors.soap import Reply, SoapConnector
 from ..sandbox.server import SandboxConfig, SandboxServer
 from ..signing.cli import cmd_keys_init, signer_for, trust_store_for
-from .audit import AuditTrail
+from .audit import AuditTrail, ledger
 from .audit_seal import create_seal, verify_ledger
 from .catalogue import list_procedures, sync_catalogue
 from .errors import ConfigurationError, HubError
@@ -145,19 +145,19 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
     # verify chain and seals together, as `lienthong audit verify` does.
     try:
         seal = create_seal(store.engine, signer_for(settings))
-        ledger = verify_ledger(store.engine, trust_store_for(settings), settings.agency_code)
+        report = verify_ledger(store.engine, trust_store_for(settings), settings.agency_code)
     except HubError as exc:
         failures.append(f"audit seal: {exc}")
         console.print(f"[red]✗[/] audit seal: {escape(str(exc))}")
     else:
-        if ledger.ok:
-            console.print(f"[green]✓[/] audit chain intact: {ledger.chain.checked} entries verified, "
-                          f"{ledger.seals} seal(s), the newest (seal {seal.number}) at entry {seal.head_seq} "
+        if report.ok:
+            console.print(f"[green]✓[/] audit chain intact: {report.chain.checked} entries verified, "
+                          f"{report.seals} seal(s), the newest (seal {seal.number}) at entry {seal.head_seq} "
                           f"([cyan]lienthong audit verify[/]; read it: [cyan]lienthong audit search[/], "
                           f"[cyan]lienthong audit dossier CODE[/])")
         else:
-            failures.append(f"audit ledger: {ledger.where}: {ledger.problem}")
-            console.print(f"[red]✗[/] audit ledger broken at {ledger.where}: {escape(ledger.problem or '')}")
+            failures.append(f"audit ledger: {report.where}: {report.problem}")
+            console.print(f"[red]✗[/] audit ledger broken at {report.where}: {escape(report.problem or '')}")
     console.print(f"done in {time.perf_counter() - started:.1f} s")
     if failures:
         console.print(f"[red]{len(failures)} step(s) failed[/]")
@@ -239,7 +239,7 @@ def _push(connector, settings: Settings, store) -> dict:
             taken = intake_once(store.engine, source)
         except SourceCursorUnclaimed:
             # a demo home from before sources had identities: its one cursor is this database's
-            taken = intake_once(store.engine, source, audit=store.audit, decision=CursorDecision(
+            taken = intake_once(store.engine, source, audit=ledger(store), decision=CursorDecision(
                 "adopt", "demo: the sandbox one-stop database is the only source this demo home ever read",
                 actor="lienthong demo"))
     portal = DvcPortalClient(connector("dvc_portal"))

@@ -39,10 +39,11 @@ from ..connectors.sources.base import (
     check_source_id,
     derived_source_id,
 )
+from .audit import ledger
 from .errors import ConfigurationError
-from .models import IntakeCursor
 from .outbox import enqueue, enqueue_rejected
 from .store import write_transaction
+from .store.models import IntakeCursor
 
 #: the audit ledger's partner and operations for an operator's cursor decision
 DECISION_PARTNER = "hub"
@@ -104,7 +105,7 @@ def load_source_mapping(name_or_path: str, engine: Engine):
     from sqlalchemy import func
 
     from ..mappings.dossier import DossierMapping
-    from .models import Procedure
+    from .store.models import Procedure
 
     with Session(engine) as session:
         has_catalogue = session.scalar(select(func.count()).select_from(Procedure)) > 0
@@ -317,7 +318,7 @@ def run_source(store: Any, spec: Any, *, decision: CursorDecision | None = None)
     mapping = load_source_mapping(spec.mapping, store.engine)
     source = spec.open(mapping)
     try:
-        return intake_once(store.engine, source, source_id=spec.id, decision=decision, audit=store.audit)
+        return intake_once(store.engine, source, source_id=spec.id, decision=decision, audit=ledger(store))
     finally:
         close = getattr(source, "close", None)
         if close is not None:

@@ -48,9 +48,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from .models import OUTBOX_BLOCKING_STATES, OUTBOX_KINDS, OUTBOX_STATES, DeadLetter, OutboxEvent
 from .retry import RetryPolicy
 from .store import write_transaction
+from .store.models import OUTBOX_BLOCKING_STATES, OUTBOX_KINDS, OUTBOX_STATES, DeadLetter, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -763,7 +763,7 @@ def discard(engine: Engine, dead_letter_id: int, reason: str, *, actor: str | No
 
     The event becomes ``discarded`` (never sent); the dead letter keeps the reason, the actor and
     the time. ``on_discarded`` runs after the commit with what was decided: pass
-    ``audit_discard(store.audit)`` (or your own) so the decision is in the audit ledger. It runs
+    ``audit_discard(ledger(store))`` (or your own) so the decision is in the audit ledger. It runs
     after, not inside, the transaction because the ledger appends in its own write transaction.
     """
     if not isinstance(reason, str) or not reason.strip():

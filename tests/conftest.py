@@ -141,7 +141,7 @@ class _MigratedTemplate:
     def _snapshot(engine: Any) -> list[tuple[Any, list[dict]]]:
         """The rows the migrations seeded (the audit head, Alembic's version), table by table in
         foreign-key order."""
-        from lienthong.hub.models import Base
+        from lienthong.hub.store.models import Base
         from sqlalchemy import Column, MetaData, String, Table, select
 
         version = Table("alembic_version", MetaData(), Column("version_num", String(32), primary_key=True))

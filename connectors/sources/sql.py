@@ -42,7 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 from lienthong.hub.errors import ConfigurationError, FatalError
-from lienthong.hub.store import _sqlite_file  # the file behind a SQLite URL (None: in memory)
+from lienthong.hub.store.engine import _sqlite_file  # the file behind a SQLite URL (None: in memory)
 from lienthong.mappings.dossier import DOSSIER, STEP, DossierMapping, TableMapping, json_safe
 from sqlalchemy import DateTime, and_, bindparam, column, event, func, inspect, literal, or_, select, table
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url

@@ -24,7 +24,7 @@ from lienthong.connectors.payload import element
 from lienthong.connectors.services import CSDL_TTHC
 from lienthong.connectors.soap import SoapConnector
 from lienthong.hub import errors
-from lienthong.hub.models import AuditEntry
+from lienthong.hub.store.models import AuditEntry
 from misbehaving_server import MisbehavingServer
 from national_helpers import PASSWORD, settings_for
 from sqlalchemy import select

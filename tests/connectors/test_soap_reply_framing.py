@@ -18,7 +18,7 @@ from lienthong.connectors.services import CSDL_TTHC
 from lienthong.connectors.soap import SoapConnector
 from lienthong.connectors.soapframe import body_bytes
 from lienthong.hub import errors
-from lienthong.hub.models import AuditEntry
+from lienthong.hub.store.models import AuditEntry
 from sqlalchemy import select
 from urllib3 import HTTPResponse
 

@@ -155,6 +155,7 @@ def test_audit_seal_dag_settings(dagbag):
 
 def test_audit_seal_dag_task_seals_the_ledgers_head_once(dagbag, tmp_home, monkeypatch):
     from lienthong.hub import airflow_conn
+    from lienthong.hub.audit import ledger
     from lienthong.hub.audit_seal import verify_ledger
     from lienthong.hub.settings import Settings
     from lienthong.hub.store import open_store
@@ -164,7 +165,7 @@ def test_audit_seal_dag_task_seals_the_ledgers_head_once(dagbag, tmp_home, monke
     settings = Settings.from_env()
     cmd_keys_init(settings)
     store = open_store(settings)
-    store.audit.record(direction="out", partner="baocao", operation="GuiBaoCao", raw=b"<x/>", outcome="sent")
+    ledger(store).record(direction="out", partner="baocao", operation="GuiBaoCao", raw=b"<x/>", outcome="sent")
     seal = dagbag.dags["lienthong_audit_seal"].task_dict["seal"]
     first = seal.python_callable()
     assert first == {"created": True, "seal": 1, "head_seq": 1, "head_hash": first["head_hash"], "timestamped": False}

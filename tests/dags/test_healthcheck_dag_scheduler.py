@@ -114,9 +114,9 @@ def test_healthcheck_dag_runs_under_the_scheduler(airflow_cluster_factory, sandb
     # Both messages of every round trip are in the hub's audit trail under LIENTHONG_HOME, and
     # the chain written by three concurrent task processes verifies.
     from lienthong.hub.audit import AuditTrail
-    from lienthong.hub.models import AuditEntry
     from lienthong.hub.settings import Settings
     from lienthong.hub.store import open_store
+    from lienthong.hub.store.models import AuditEntry
     from sqlalchemy import select
 
     store = open_store(Settings.from_env())

@@ -110,7 +110,7 @@ def rehash_from(engine, seq: int, **changes) -> None:
     import hashlib
 
     from lienthong.hub.audit import ENTRY_COLUMNS, entry_digest
-    from lienthong.hub.models import AuditEntry, AuditHead
+    from lienthong.hub.store.models import AuditEntry, AuditHead
     from sqlalchemy import select, update
 
     log = AuditEntry.__table__

@@ -20,11 +20,12 @@ import time
 
 from lienthong.connectors.dvc_portal import DvcPortalClient
 from lienthong.connectors.soap import SoapConnector
+from lienthong.hub.audit import ledger
 from lienthong.hub.delivery import deliver_once
-from lienthong.hub.models import OutboxEvent
 from lienthong.hub.retry import RetryPolicy
 from lienthong.hub.settings import Settings
 from lienthong.hub.store import open_store
+from lienthong.hub.store.models import OutboxEvent
 from sqlalchemy import func, select
 
 #: how long to wait before claiming again when everything left is held by a dead worker's lease
@@ -41,7 +42,7 @@ def main(argv: list[str]) -> int:
     worker_id, lease, max_attempts, max_events = argv[0], float(argv[1]), int(argv[2]), int(argv[3])
     settings = Settings.from_env()
     store = open_store(settings)
-    portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=store.audit))
+    portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=ledger(store)))
     # Short backoff: a transient failure should not stall the run. Many attempts: every takeover of
     # a killed worker's claim counts as one, and the test kills on purpose, far more often than a
     # poison event would; giving up would turn the test's own kills into dead letters.

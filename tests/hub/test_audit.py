@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from lienthong.hub.audit import AuditRecord, AuditTrail, ChainReport, entry_digest
 from lienthong.hub.errors import AuditChainBroken
-from lienthong.hub.models import GENESIS_HASH, AuditEntry, AuditHead
 from lienthong.hub.store import make_engine, upgrade
+from lienthong.hub.store.models import GENESIS_HASH, AuditEntry, AuditHead
 from sqlalchemy import Engine, delete, insert, select, text, update
 
 LOG = AuditEntry.__table__

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy.exc
 from lienthong.hub.audit import AuditRecord, AuditTrail, ChainReport
-from lienthong.hub.models import AuditEntry
+from lienthong.hub.store.models import AuditEntry
 from sqlalchemy import Engine, insert, select
 
 LOG = AuditEntry.__table__

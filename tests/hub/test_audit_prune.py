@@ -11,7 +11,7 @@ from lienthong.hub.audit_archive import export_archive, verify_archive
 from lienthong.hub.audit_query import update_index
 from lienthong.hub.audit_seal import create_seal, plan_prune, prune, verify_ledger
 from lienthong.hub.errors import AuditChainBroken, ConfigurationError
-from lienthong.hub.models import AuditEntry, AuditSubject, AuditTombstone
+from lienthong.hub.store.models import AuditEntry, AuditSubject, AuditTombstone
 from sqlalchemy import delete, func, insert, select, update
 
 LOG = AuditEntry.__table__

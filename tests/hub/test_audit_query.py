@@ -19,7 +19,7 @@ from lienthong.hub.audit_query import (
     update_index,
     verify_entry_signature,
 )
-from lienthong.hub.models import AuditEntry, AuditSubject
+from lienthong.hub.store.models import AuditEntry, AuditSubject
 from lienthong.signing.cli import trust_store_for
 from national_helpers import settings_for
 from sqlalchemy import func, select, update

@@ -9,7 +9,7 @@ import pytest
 from audit_ledger_helpers import HUB, NATIONAL, clock, exchange, foreign_signer, ledger, rehash_from, resign
 from lienthong.hub.audit_seal import create_seal, verify_ledger
 from lienthong.hub.errors import AuditChainBroken
-from lienthong.hub.models import AuditEntry, AuditSeal
+from lienthong.hub.store.models import AuditEntry, AuditSeal
 from sqlalchemy import delete, select, update
 
 SEALS = AuditSeal.__table__
@@ -135,7 +135,7 @@ def test_a_removed_seal_and_an_edited_seal_row_are_named(led):
 def test_entries_removed_after_a_seal_are_caught(led):
     exchange(led, 4)
     create_seal(led.engine, led.signer, now=clock(led))
-    from lienthong.hub.models import AuditEntry, AuditHead
+    from lienthong.hub.store.models import AuditEntry, AuditHead
 
     log = AuditEntry.__table__
     with led.engine.begin() as conn:  # drop the last two entries and move the head back: the chain is fine
@@ -151,7 +151,7 @@ def test_entries_removed_after_a_seal_are_caught(led):
 def test_chain_breaks_are_reported_before_seal_problems(led):
     exchange(led, 3)
     create_seal(led.engine, led.signer, now=clock(led))
-    from lienthong.hub.models import AuditEntry
+    from lienthong.hub.store.models import AuditEntry
 
     with led.engine.begin() as conn:
         conn.execute(update(AuditEntry.__table__).where(AuditEntry.__table__.c.seq == 2).values(outcome="fault"))

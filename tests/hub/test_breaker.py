@@ -21,7 +21,7 @@ from lienthong.hub.breaker import (
     on_success,
     release_probe,
 )
-from lienthong.hub.models import BreakerState
+from lienthong.hub.store.models import BreakerState
 from sqlalchemy import func, select
 
 T0 = datetime(2026, 6, 9, 8, 0, tzinfo=UTC)

@@ -8,14 +8,14 @@ import pytest
 from lienthong.connectors.csdl_tthc import CsdlTthcClient
 from lienthong.connectors.soap import SoapConnector
 from lienthong.hub.catalogue import list_procedures, procedure_history, sync_catalogue, sync_state
-from lienthong.hub.models import (
+from lienthong.hub.retry import RetryPolicy
+from lienthong.hub.store.models import (
     CatalogueAgency,
     CatalogueField,
     Procedure,
     ProcedureVersion,
     QuarantinedRecord,
 )
-from lienthong.hub.retry import RetryPolicy
 from lienthong.mappings.procedure import MappingError
 from national_helpers import settings_for
 from sqlalchemy import func, select
@@ -196,6 +196,7 @@ def test_fetching_in_worker_processes_gives_the_same_catalogue(conn_home, make_s
     """Processes fetch (each its own key load and connector), the parent alone writes the catalogue."""
     from functools import partial
 
+    from lienthong.hub.audit import ledger
     from lienthong.hub.catalogue import csdl_client
     from lienthong.hub.store import open_store
 
@@ -209,7 +210,7 @@ def test_fetching_in_worker_processes_gives_the_same_catalogue(conn_home, make_s
                              client_factory=partial(csdl_client, settings), batch_size=25, retry=FAST_RETRY)
     assert summary.listed == 60 and summary.new == 60 and summary.quarantined == 0
     assert _count(store.engine, ProcedureVersion) == 60
-    report = store.audit.verify()
+    report = ledger(store).verify()
     assert report.ok and report.checked >= 2 * 63  # every process appended to the one chain
 
 

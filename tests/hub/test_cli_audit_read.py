@@ -8,10 +8,11 @@ import zlib
 
 import pytest
 from audit_ledger_data import EMAIL, ID_NUMBER, MA_HO_SO, OWNER, OWNER_2, PHONE, fill_ledger
+from lienthong.hub.audit import ledger
 from lienthong.hub.cli import main
-from lienthong.hub.models import AuditEntry
 from lienthong.hub.settings import Settings
 from lienthong.hub.store import open_store
+from lienthong.hub.store.models import AuditEntry
 from national_helpers import PASSWORD
 from sqlalchemy import update
 
@@ -37,7 +38,7 @@ def run(capsys, *argv):
 
 
 def head(store):
-    return store.audit.head()[0]
+    return ledger(store).head()[0]
 
 
 def test_search_prints_a_table_and_json(cli_ledger, capsys):
@@ -53,7 +54,7 @@ def test_search_prints_a_table_and_json(cli_ledger, capsys):
 
 
 def test_search_json_masks_personal_data_in_error_text(cli_ledger, capsys):
-    cli_ledger.audit.record(direction="in", partner="dvc_portal", operation="DongBoHoSoMC", outcome="fault",
+    ledger(cli_ledger).record(direction="in", partner="dvc_portal", operation="DongBoHoSoMC", outcome="fault",
                             raw=b"", error=f"portal refused: owner phone {PHONE}, e-mail {EMAIL}")
     _, out, _ = run(capsys, "audit", "search", "--outcome", "fault", "--json")
     (row,) = json.loads(out)
@@ -104,7 +105,7 @@ def test_unmask_needs_a_reason_and_records_who_asked_before_showing(cli_ledger, 
     code, out, _ = run(capsys, "audit", "search", "--partner", "hub", "--operation", "AuditUnmask", "--json")
     (entry,) = json.loads(out)
     assert entry["seq"] == unmask_seq and entry["outcome"] == "ok" and entry["direction"] == "out"
-    record = json.loads(cli_ledger.audit.body(unmask_seq))
+    record = json.loads(ledger(cli_ledger).body(unmask_seq))
     assert record["operator"] == "Kiểm toán viên Hoàng" and record["reason"] == "Thanh tra yêu cầu số 12/TTr"
     assert record["command"] == "audit show 1" and record["entries"] == [1] and record["os_user"]
 
@@ -113,10 +114,10 @@ def test_raw_bytes_only_with_unmask_and_then_exactly_as_stored(cli_ledger, capsy
     assert main(["audit", "show", "1", "--raw"]) == 1
     assert b"--raw/--output write the exact stored bytes" in capsysbinary.readouterr().err
     assert main(["audit", "show", "1", "--raw", "--unmask", "--reason", "gửi bản gốc cho thanh tra"]) == 0
-    assert capsysbinary.readouterr().out == cli_ledger.audit.body(1)
+    assert capsysbinary.readouterr().out == ledger(cli_ledger).body(1)
     target = tmp_path / "entry-2.xml"
     assert main(["audit", "show", "2", "--output", str(target), "--unmask", "--reason", "lưu hồ sơ thanh tra"]) == 0
-    assert target.read_bytes() == cli_ledger.audit.body(2)
+    assert target.read_bytes() == ledger(cli_ledger).body(2)
 
 
 def test_show_names_missing_and_tampered_entries(cli_ledger, capsys):
@@ -152,7 +153,7 @@ def test_dossier_timeline_in_order_with_statuses_steps_and_masking(cli_ledger, c
 def test_dossier_unmask_records_every_entry_shown(cli_ledger, capsys):
     code, out, _ = run(capsys, "audit", "dossier", MA_HO_SO, "--json", "--unmask", "--reason", "khiếu nại của công dân")
     assert code == 0 and json.loads(out)["exchanges"][0]["request_records"][0]["ChuHoSo"] == OWNER
-    record = json.loads(cli_ledger.audit.body(head(cli_ledger)))
+    record = json.loads(ledger(cli_ledger).body(head(cli_ledger)))
     assert record["entries"] == [1, 2, 3, 4, 5, 6, 7, 8] and record["command"] == f"audit dossier {MA_HO_SO}"
 
 
@@ -180,6 +181,6 @@ def test_search_unmask_records_the_filters_and_the_entries_listed(cli_ledger, ca
     code, out, err = run(capsys, "audit", "search", "--outcome", "ok", "--partner", "csdl_tthc", "--json",
                          "--unmask", "--reason", "đối soát với Văn phòng Chính phủ")
     assert code == 0 and [r["seq"] for r in json.loads(out)] == [12, 10]
-    record = json.loads(cli_ledger.audit.body(head(cli_ledger)))
+    record = json.loads(ledger(cli_ledger).body(head(cli_ledger)))
     assert record["command"] == "audit search --partner csdl_tthc --outcome ok --limit 50"
     assert record["entries"] == [12, 10] and record["action"] == "audit.unmask"

@@ -21,10 +21,10 @@ from lienthong.hub.breaker import BreakerConfig, CircuitBreaker
 from lienthong.hub.delivery import deliver_once, message_document_id
 from lienthong.hub.envelope import VN_TZ
 from lienthong.hub.errors import ConfigurationError
-from lienthong.hub.models import DeadLetter, OutboxEvent
 from lienthong.hub.outbox import ClaimedEvent, OutboxChange
 from lienthong.hub.retry import RetryPolicy
 from lienthong.hub.store import session_factory
+from lienthong.hub.store.models import DeadLetter, OutboxEvent
 from national_helpers import settings_for
 from sqlalchemy import select
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 from lienthong.hub.cli import main
-from lienthong.hub.models import OutboxEvent
 from lienthong.hub.settings import Settings
 from lienthong.hub.store import open_store
+from lienthong.hub.store.models import OutboxEvent
 from lienthong.sandbox.onestop import (
     INJECTION_KINDS,
     MALFORMED_DATES,
@@ -300,7 +300,7 @@ def test_a_refused_row_read_again_is_counted_so_that_read_adds_up(tmp_path, audi
     read != enqueued + dead_lettered + duplicates would look like rows were dropped."""
     from lienthong.connectors.sources.sql import SqlSource
     from lienthong.hub.intake import intake_once
-    from lienthong.hub.models import IntakeCursor
+    from lienthong.hub.store.models import IntakeCursor
     from lienthong.mappings.dossier import DossierMapping
     from sqlalchemy import delete
     from sqlalchemy.orm import Session

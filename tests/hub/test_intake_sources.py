@@ -270,8 +270,8 @@ def test_after_a_restore_nothing_is_skipped_or_applied_twice_at_the_portal(engin
     from lienthong.connectors.dvc_portal import DvcPortalClient
     from lienthong.connectors.soap import SoapConnector
     from lienthong.hub.delivery import deliver_once
-    from lienthong.hub.models import DeadLetter, OutboxEvent
     from lienthong.hub.retry import RetryPolicy
+    from lienthong.hub.store.models import DeadLetter, OutboxEvent
     from national_helpers import settings_for
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session

@@ -17,10 +17,10 @@ from types import SimpleNamespace
 import pytest
 from lienthong.hub import outbox
 from lienthong.hub.audit import AuditTrail
-from lienthong.hub.models import DeadLetter, OutboxEvent
 from lienthong.hub.outbox import OutboxChange
 from lienthong.hub.retry import RetryPolicy
 from lienthong.hub.store import make_engine, session_factory
+from lienthong.hub.store.models import DeadLetter, OutboxEvent
 from sqlalchemy import func, select
 
 T0 = datetime(2026, 6, 9, 8, 0, tzinfo=UTC)

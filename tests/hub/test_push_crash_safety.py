@@ -48,9 +48,10 @@ from pathlib import Path
 
 import pytest
 from lienthong.connectors.sources.sql import SqlSource
+from lienthong.hub.audit import ledger
 from lienthong.hub.intake import intake_once
-from lienthong.hub.models import OutboxEvent
 from lienthong.hub.store import open_store
+from lienthong.hub.store.models import OutboxEvent
 from lienthong.mappings.dossier import DossierMapping
 from lienthong.sandbox.onestop import OneStopSimulator
 from lienthong.sandbox.store import messages as sandbox_messages
@@ -263,7 +264,7 @@ def test_kill_9_during_the_push_loses_nothing_doubles_nothing_and_keeps_order(tm
     assert set(delivered_by.values()) <= set(first_ok)
 
     # --- the audit chain survived the kills mid-append -----------------------------------------------
-    report = store.audit.verify()
+    report = ledger(store).verify()
     assert report.ok, report
 
     finished = time.monotonic()

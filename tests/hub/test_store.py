@@ -11,8 +11,8 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from lienthong.hub.audit import ledger
 from lienthong.hub.errors import ConfigurationError
-from lienthong.hub.models import GENESIS_HASH, AuditHead, Base
 from lienthong.hub.settings import Settings
 from lienthong.hub.store import (
     SQLITE_BEGIN_OPTION,
@@ -27,6 +27,7 @@ from lienthong.hub.store import (
     session_factory,
     upgrade,
 )
+from lienthong.hub.store.models import GENESIS_HASH, AuditHead, Base
 from sqlalchemy import inspect, select, text
 
 HUB_TABLES = {"audit_log", "audit_head"}
@@ -293,9 +294,9 @@ def test_open_store_defaults_to_sqlite_under_home(tmp_home: Path) -> None:
 def test_open_store_on_each_backend(db_url: str, tmp_path: Path) -> None:
     store = open_store(Settings(home=tmp_path, db_url=db_url))
     assert current_revision(store.engine) == head_revision()
-    seq = store.audit.record(direction="out", partner="baocao", operation="GuiBaoCao", raw=b"<x/>", outcome="sent")
+    seq = ledger(store).record(direction="out", partner="baocao", operation="GuiBaoCao", raw=b"<x/>", outcome="sent")
     assert seq == 1
-    assert store.audit.verify().ok
+    assert ledger(store).verify().ok
 
 
 def test_open_store_reports_an_unusable_url(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from audit_ledger_helpers import HUB, exchange, ledger
 from lienthong.hub.audit_archive import export_archive, verify_archive
 from lienthong.hub.audit_seal import create_seal, verify_ledger, verify_seal_document
 from lienthong.hub.errors import TransportError
-from lienthong.hub.models import AuditSeal
+from lienthong.hub.store.models import AuditSeal
 from lienthong.hub.tsa import (
     TimestampInvalid,
     build_request,

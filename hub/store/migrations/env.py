@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import context
-from lienthong.hub.models import Base, UTCDateTime
 from lienthong.hub.store import make_engine, normalize_url
+from lienthong.hub.store.models import Base, UTCDateTime
 from sqlalchemy import Connection
 
 config = context.config

@@ -1,7 +1,7 @@
 """The hub's relational schema (SQLAlchemy 2 declarative models).
 
 All tables live in this one module for now, so Alembic sees a single ``Base.metadata`` and the
-migrations in ``hub/migrations/versions`` can be checked against it. Later issues add the
+migrations in ``hub/store/migrations/versions`` can be checked against it. Later issues add the
 procedure catalogue, dossiers, outbox and dead-letter tables here; split the module into a
 package only when it grows unwieldy, and keep re-exporting ``Base`` from here.
 

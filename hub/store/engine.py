@@ -13,7 +13,7 @@ must not care which. What differs is confined here:
   another process's.
 * **PostgreSQL** goes through psycopg 3; plain ``postgresql://`` URLs are accepted and rewritten.
 
-The schema is owned by Alembic (``hub/migrations``) and upgraded programmatically by
+The schema is owned by Alembic (``hub/store/migrations``) and upgraded programmatically by
 :func:`upgrade`, which is safe to call from several processes at once.
 """
 
@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,13 +37,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-    from .audit import AuditTrail
-    from .settings import Settings
+    from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +320,8 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @dataclass(eq=False)
 class Store:
-    """An open, migrated store: the engine, its session factory and the audit ledger."""
+    """An open, migrated store: the engine and its session factory (the audit ledger on it:
+    :func:`lienthong.hub.audit.ledger`)."""
 
     url: str = field(repr=False)  # may hold a password; the engine's repr hides it
     engine: Engine
@@ -332,12 +332,6 @@ class Store:
         """A session in a transaction, committed on success and rolled back on error."""
         with self.sessions.begin() as session:
             yield session
-
-    @cached_property
-    def audit(self) -> AuditTrail:
-        from .audit import AuditTrail
-
-        return AuditTrail(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
