@@ -49,7 +49,7 @@ def _pki(tmp: Path):
 
 
 def bench_chain(url: str, entries: int, seal_every: int, hub, trust) -> None:
-    from lienthong.hub.audit_seal import create_seal, verify_ledger
+    from lienthong.hub.audit.seal import create_seal, verify_ledger
 
     engine = fresh_store(url)
     trail = AuditTrail(engine)
@@ -104,7 +104,7 @@ def bench_chain(url: str, entries: int, seal_every: int, hub, trust) -> None:
 
 def _time_seals(engine, trust, agency: str, entries: int, every: bool) -> float:
     """The seal part of verify_ledger() alone (the chain is timed on its own above)."""
-    from lienthong.hub.audit_seal import _verify_seals
+    from lienthong.hub.audit.seal import _verify_seals
 
     began = time.perf_counter()
     result = _verify_seals(engine, trust, agency, start=1, anchor=None, head_seq=entries, check_timestamp=None,
@@ -149,8 +149,8 @@ def _signed_exchanges(files, hub, pairs: int) -> list[AuditRecord]:
 
 
 def bench_archive(tmp: Path, messages: int, files, hub, trust) -> None:
-    from lienthong.hub.audit_archive import _message_root, export_archive, verify_archive
-    from lienthong.hub.audit_seal import create_seal
+    from lienthong.hub.audit.archive import _message_root, export_archive, verify_archive
+    from lienthong.hub.audit.seal import create_seal
     from lienthong.signing import Verifier
 
     engine = fresh_store(f"sqlite:///{tmp / 'archive.db'}")

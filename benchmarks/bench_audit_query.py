@@ -5,7 +5,7 @@ generated ``schemas/samples``, framed in SOAP as the connectors frame them) with
 codes varied so that each dossier appears in about eight entries, as in production (a sync, its
 steps, a lookup, a final sync, requests and replies). Then it times:
 
-* **indexing**: :func:`lienthong.hub.audit_query.update_index` over the whole ledger (inflate,
+* **indexing**: :func:`lienthong.hub.audit.query.update_index` over the whole ledger (inflate,
   hardened parse, extract ``MaHoSo``/``MaTTHC``, insert), in entries/s; and the catch-up cost a
   search pays after 1,000 new entries;
 * **search by dossier**: ``search(SearchQuery(dossier=...))`` for random dossiers, p50/p95 in ms,
@@ -38,7 +38,7 @@ from benchkit import fresh_store, machine_info  # noqa: E402
 from lienthong.connectors.services import schemas_dir  # noqa: E402
 from lienthong.connectors.soapframe import wrap_soap  # noqa: E402
 from lienthong.hub.audit import AuditRecord, AuditTrail  # noqa: E402
-from lienthong.hub.audit_query import SearchQuery, dossier_timeline, search, update_index  # noqa: E402
+from lienthong.hub.audit.query import SearchQuery, dossier_timeline, search, update_index  # noqa: E402
 from lienthong.hub.store.models import AuditEntry  # noqa: E402
 from lienthong.hub.xmlsafe import parse_xml  # noqa: E402
 from sqlalchemy import select  # noqa: E402

@@ -1,6 +1,6 @@
 """Hourly seal of the audit ledger: a signed (optionally time-stamped) checkpoint of its head.
 
-A thin DAG: the work is :func:`lienthong.hub.audit_seal.create_seal`. ``lienthong`` is imported
+A thin DAG: the work is :func:`lienthong.hub.audit.seal.create_seal`. ``lienthong`` is imported
 inside the task so that parsing this file costs no more than importing the Task SDK.
 """
 
@@ -55,9 +55,9 @@ def lienthong_audit_seal():
     def seal() -> dict:
         """One seal of the ledger's current head; returns what was sealed (or why nothing was)."""
         from lienthong.hub.airflow_conn import settings_from_airflow
-        from lienthong.hub.audit_seal import create_seal
+        from lienthong.hub.audit.seal import create_seal
+        from lienthong.hub.audit.tsa import timestamper_for
         from lienthong.hub.store import open_store
-        from lienthong.hub.tsa import timestamper_for
         from lienthong.signing.cli import signer_for
 
         settings = settings_from_airflow()

@@ -1,6 +1,6 @@
 """Daily statistics of the audit ledger, written as JSON and CSV files for the IT centre.
 
-A thin DAG: the figures are :func:`lienthong.hub.audit_stats.compute_stats` (the same as
+A thin DAG: the figures are :func:`lienthong.hub.audit.stats.compute_stats` (the same as
 ``lienthong audit stats``); this file only schedules one run per day and names the day.
 ``lienthong`` is imported inside the task so that parsing this file costs no more than the Task SDK.
 """
@@ -56,7 +56,7 @@ def lienthong_audit_stats():
         """Write the day's JSON and CSV reports; return their paths and the day's totals."""
         from datetime import date
 
-        from lienthong.hub.audit_stats import previous_day, write_daily_report
+        from lienthong.hub.audit.stats import previous_day, write_daily_report
         from lienthong.hub.errors import ConfigurationError
         from lienthong.hub.settings import Settings
         from lienthong.hub.store import open_store

@@ -21,10 +21,10 @@ __all__ = ["register"]
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from ..signing.cli import trust_store_for
-    from .audit_seal import verify_ledger
+    from .audit.seal import verify_ledger
+    from .audit.tsa import token_checker
     from .errors import ConfigurationError
     from .store import open_store
-    from .tsa import token_checker
 
     settings = _settings()
     store = open_store(settings)
@@ -58,9 +58,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_seal(args: argparse.Namespace) -> int:
     from ..signing.cli import signer_for
-    from .audit_seal import create_seal
+    from .audit.seal import create_seal
+    from .audit.tsa import timestamper_for
     from .store import open_store
-    from .tsa import timestamper_for
 
     settings = _settings()
     result = create_seal(open_store(settings).engine, signer_for(settings), force=args.force,
@@ -80,9 +80,9 @@ def cmd_audit_seal(args: argparse.Namespace) -> int:
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     from ..signing.cli import signer_for
-    from .audit_archive import export_archive, parse_when
+    from .audit.archive import export_archive, parse_when
+    from .audit.tsa import timestamper_for
     from .store import open_store
-    from .tsa import timestamper_for
 
     settings = _settings()
     result = export_archive(
@@ -107,7 +107,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify_archive(args: argparse.Namespace) -> int:
-    from .audit_archive import verify_archive
+    from .audit.archive import verify_archive
 
     report = verify_archive(Path(args.archive), Path(args.ca), previous=Path(args.previous) if args.previous else None,
                             hub_agency=args.agency)
@@ -133,8 +133,8 @@ def cmd_audit_verify_archive(args: argparse.Namespace) -> int:
 
 def cmd_audit_prune(args: argparse.Namespace) -> int:
     from ..signing.cli import signer_for, trust_store_for
-    from .audit_archive import parse_when
-    from .audit_seal import _ranges_text, plan_prune, prune
+    from .audit.archive import parse_when
+    from .audit.seal import _ranges_text, plan_prune, prune
     from .store import open_store
 
     settings = _settings()

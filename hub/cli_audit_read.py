@@ -80,7 +80,7 @@ def refresh_index(store: Any, *, rebuild: bool = False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .audit import ledger
-    from .audit_query import index_position, rebuild_index, update_index
+    from .audit.query import index_position, rebuild_index, update_index
 
     pending = ledger(store).head()[0] - (0 if rebuild else index_position(store.engine)[0])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -121,9 +121,9 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .audit_query import SearchQuery, search
+    from .audit.masking import Masker
+    from .audit.query import SearchQuery, search
     from .errors import ConfigurationError
-    from .masking import Masker
 
     cli = _cli()
     check_unmask(args)
@@ -188,9 +188,9 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .audit import ledger
-    from .audit_query import SignatureCheck, load_entry, verify_entry_signature
+    from .audit.masking import Masker
+    from .audit.query import SignatureCheck, load_entry, verify_entry_signature
     from .errors import ConfigurationError, HubError
-    from .masking import Masker
 
     cli = _cli()
     check_unmask(args)
@@ -285,9 +285,9 @@ def _status_label(code: str | None) -> str:
 def cmd_audit_dossier(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from .audit_query import dossier_timeline
+    from .audit.masking import Masker
+    from .audit.query import dossier_timeline
     from .errors import ConfigurationError
-    from .masking import Masker
 
     cli = _cli()
     check_unmask(args)
@@ -357,7 +357,7 @@ def cmd_audit_dossier(args: argparse.Namespace) -> int:
 def cmd_audit_stats(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from .audit_stats import compute_stats
+    from .audit.stats import compute_stats
     from .errors import ConfigurationError
 
     cli = _cli()

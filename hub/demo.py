@@ -24,7 +24,7 @@ from ..connectors.soap import Reply, SoapConnector
 from ..sandbox.server import SandboxConfig, SandboxServer
 from ..signing.cli import cmd_keys_init, signer_for, trust_store_for
 from .audit import AuditTrail, ledger
-from .audit_seal import create_seal, verify_ledger
+from .audit.seal import create_seal, verify_ledger
 from .catalogue import list_procedures, sync_catalogue
 from .errors import ConfigurationError, HubError
 from .settings import Settings

@@ -321,7 +321,7 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @dataclass(eq=False)
 class Store:
     """An open, migrated store: the engine and its session factory (the audit ledger on it:
-    :func:`lienthong.hub.audit.ledger`)."""
+    :func:`lienthong.hub.audit.trail.ledger`)."""
 
     url: str = field(repr=False)  # may hold a password; the engine's repr hides it
     engine: Engine

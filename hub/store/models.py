@@ -94,7 +94,7 @@ class AuditEntry(Base):
     """One message that crossed the hub's boundary, exactly as it crossed it.
 
     Entries form a hash chain: ``entry_hash`` = SHA-256 over ``prev_hash`` and a canonical encoding
-    of every other column (see ``lienthong.hub.audit``), so editing, removing, inserting or
+    of every other column (see ``lienthong.hub.audit.trail``), so editing, removing, inserting or
     reordering rows is detectable by re-walking the chain. ``body`` holds the exact bytes sent or
     received, zlib-compressed; ``body_sha256``/``body_size`` describe the uncompressed bytes so an
     auditor can match them against a partner's copy without this database.
@@ -528,7 +528,7 @@ class AuditTombstone(Base):
     )
 
 
-# --- audit ledger reading: the derived subject index (see lienthong.hub.audit_query) --------------
+# --- audit ledger reading: the derived subject index (see lienthong.hub.audit.query) --------------
 class AuditSubject(Base):
     """Which dossiers (``MaHoSo``) and procedures (``MaTTHC``) one audit entry is about.
 

@@ -156,7 +156,7 @@ def test_audit_seal_dag_settings(dagbag):
 def test_audit_seal_dag_task_seals_the_ledgers_head_once(dagbag, tmp_home, monkeypatch):
     from lienthong.hub import airflow_conn
     from lienthong.hub.audit import ledger
-    from lienthong.hub.audit_seal import verify_ledger
+    from lienthong.hub.audit.seal import verify_ledger
     from lienthong.hub.settings import Settings
     from lienthong.hub.store import open_store
     from lienthong.signing.cli import cmd_keys_init, trust_store_for

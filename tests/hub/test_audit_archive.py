@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 from audit_ledger_helpers import HUB, clock, exchange, ledger
-from lienthong.hub.audit_archive import ArchiveInvalid, export_archive, parse_when, verify_archive
-from lienthong.hub.audit_seal import create_seal
+from lienthong.hub.audit.archive import ArchiveInvalid, export_archive, parse_when, verify_archive
+from lienthong.hub.audit.seal import create_seal
 from lienthong.hub.errors import AuditChainBroken, ConfigurationError
 from lienthong.hub.store.models import AuditEntry, AuditExport
 from sqlalchemy import select, update

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 from audit_ledger_helpers import HUB, clock, exchange, foreign_signer, ledger, resign
-from lienthong.hub.audit_archive import export_archive, verify_archive
-from lienthong.hub.audit_query import update_index
-from lienthong.hub.audit_seal import create_seal, plan_prune, prune, verify_ledger
+from lienthong.hub.audit.archive import export_archive, verify_archive
+from lienthong.hub.audit.query import update_index
+from lienthong.hub.audit.seal import create_seal, plan_prune, prune, verify_ledger
 from lienthong.hub.errors import AuditChainBroken, ConfigurationError
 from lienthong.hub.store.models import AuditEntry, AuditSubject, AuditTombstone
 from sqlalchemy import delete, func, insert, select, update

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from audit_ledger_data import MA_HO_SO, MA_HO_SO_2, MA_TTHC, OWNER, fill_ledger
 from lienthong.hub.audit import AuditTrail
-from lienthong.hub.audit_query import (
+from lienthong.hub.audit.query import (
     SearchQuery,
     dossier_timeline,
     extract_subjects,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from audit_ledger_helpers import HUB, NATIONAL, clock, exchange, foreign_signer, ledger, rehash_from, resign
-from lienthong.hub.audit_seal import create_seal, verify_ledger
+from lienthong.hub.audit.seal import create_seal, verify_ledger
 from lienthong.hub.errors import AuditChainBroken
 from lienthong.hub.store.models import AuditEntry, AuditSeal
 from sqlalchemy import delete, select, update
@@ -224,7 +224,7 @@ def test_a_replaced_middle_seal_is_named_whether_or_not_every_signature_is_check
     for hour in range(3):
         exchange(led, 1, start=led.t0 + timedelta(hours=hour))
         create_seal(led.engine, led.signer, now=now)
-    from lienthong.hub.audit_seal import sha256_hex
+    from lienthong.hub.audit.seal import sha256_hex
 
     with led.engine.begin() as conn:
         doc = conn.execute(select(SEALS.c.document).where(SEALS.c.id == 2)).scalar_one()
@@ -238,7 +238,7 @@ def test_a_replaced_middle_seal_is_named_whether_or_not_every_signature_is_check
 def test_an_edited_newest_seal_fails_its_signature(led):
     exchange(led, 2)
     create_seal(led.engine, led.signer, now=clock(led))
-    from lienthong.hub.audit_seal import sha256_hex
+    from lienthong.hub.audit.seal import sha256_hex
 
     with led.engine.begin() as conn:
         doc = conn.execute(select(SEALS.c.document).where(SEALS.c.id == 1)).scalar_one()

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from audit_ledger_data import fill_ledger
 from lienthong.hub.audit import AuditTrail
-from lienthong.hub.audit_stats import compute_stats, previous_day, write_daily_report
+from lienthong.hub.audit.stats import compute_stats, previous_day, write_daily_report
 from lienthong.hub.store.models import AuditEntry
 from sqlalchemy import func, select
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import audit_ledger_helpers
 import pytest
-from lienthong.hub.audit_archive import ArchiveInvalid, verify_archive
-from lienthong.hub.audit_seal import verify_ledger
+from lienthong.hub.audit.archive import ArchiveInvalid, verify_archive
+from lienthong.hub.audit.seal import verify_ledger
 
 _PATH = Path(__file__).resolve().parents[1] / "fixtures" / "audit_tamper" / "recipes.py"
 _SPEC = importlib.util.spec_from_file_location("audit_tamper_recipes", _PATH)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import unicodedata
 
-from lienthong.hub.masking import Masker, mask_email, mask_name, mask_number
+from lienthong.hub.audit.masking import Masker, mask_email, mask_name, mask_number
 from lienthong.hub.xmlsafe import parse_xml
 from lxml import etree
 

@@ -8,11 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 from audit_ledger_helpers import HUB, exchange, ledger
-from lienthong.hub.audit_archive import export_archive, verify_archive
-from lienthong.hub.audit_seal import create_seal, verify_ledger, verify_seal_document
-from lienthong.hub.errors import TransportError
-from lienthong.hub.store.models import AuditSeal
-from lienthong.hub.tsa import (
+from lienthong.hub.audit.archive import export_archive, verify_archive
+from lienthong.hub.audit.seal import create_seal, verify_ledger, verify_seal_document
+from lienthong.hub.audit.tsa import (
     TimestampInvalid,
     build_request,
     check_token,
@@ -21,6 +19,8 @@ from lienthong.hub.tsa import (
     timestamper_for,
     token_checker,
 )
+from lienthong.hub.errors import TransportError
+from lienthong.hub.store.models import AuditSeal
 from lienthong.sandbox.tsa import SandboxTsa, issue_tsa_certificate
 from lienthong.signing.pki import create_ca, issue_certificate, load_ca
 from national_helpers import PASSWORD

@@ -214,8 +214,8 @@ class Masker:
 
     def body_text(self, raw: bytes) -> str:
         """Any stored body as readable, masked text: pretty XML, indented JSON, or plain text."""
-        from .errors import XmlRejected
-        from .xmlsafe import parse_xml
+        from ..errors import XmlRejected
+        from ..xmlsafe import parse_xml
 
         if not raw:
             return ""

@@ -30,11 +30,11 @@ from lxml import etree
 from sqlalchemy import Engine, delete, insert, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 
-from .audit import ENTRY_COLUMNS, _body_problem, _inflate
-from .errors import XmlRejected
+from ..errors import XmlRejected
+from ..store.models import AuditEntry, AuditSubject, AuditSubjectState
+from ..xmlsafe import parse_xml
 from .masking import json_items as _json_items
-from .store.models import AuditEntry, AuditSubject, AuditSubjectState
-from .xmlsafe import parse_xml
+from .trail import ENTRY_COLUMNS, _body_problem, _inflate
 
 __all__ = [
     "EntryView",
@@ -196,7 +196,7 @@ class _LostRace(Exception):
 
 
 def _head_seq(engine: Engine) -> int:
-    from .store.models import AuditHead
+    from ..store.models import AuditHead
 
     with engine.connect() as conn:
         return int(conn.execute(select(AuditHead.last_seq).where(AuditHead.id == 1)).scalar_one_or_none() or 0)
@@ -372,8 +372,8 @@ class SignatureCheck:
 
 def _signed_part(raw: bytes) -> tuple[bytes | etree._Element | None, str | None]:
     """The signed envelope inside a stored body, or ``(None, why it holds none)``."""
-    from ..connectors.services import SOAP11_NS
-    from ..connectors.soapframe import body_bytes
+    from ...connectors.services import SOAP11_NS
+    from ...connectors.soapframe import body_bytes
 
     inner = body_bytes(raw)
     if inner is not None:
@@ -402,8 +402,8 @@ def verify_entry_signature(entry: EntryView, raw: bytes | None, trust_store: Any
     auditor asks years later is whether the message was validly signed when it was exchanged
     (the certificates may have expired since). The signer's agency must be the entry's sender.
     """
-    from ..signing.verifier import Verifier
-    from .errors import HubError
+    from ...signing.verifier import Verifier
+    from ..errors import HubError
 
     at = entry.recorded_at
     if not raw:

@@ -1,6 +1,6 @@
 """Seals and tombstones: signed anchors that make the audit chain's history checkable.
 
-The hash chain (``lienthong.hub.audit``) shows that the ledger is internally consistent, but
+The hash chain (``lienthong.hub.audit.trail``) shows that the ledger is internally consistent, but
 someone with write access to the database can rewrite an entry and recompute every hash after
 it. A **seal** closes that gap: a small XML checkpoint ::
 
@@ -15,7 +15,7 @@ every message the hub sends. Without the key nobody can make a seal, so a rewrit
 before ``HeadSeq`` no longer matches the hash the seal signed. Seals are chained to each other
 (``PrevSealHash`` = SHA-256 of the previous seal's exact bytes) and numbered, so a seal removed
 from the middle shows too. When a TSA is configured (``LIENTHONG_TSA_URL``), the seal's signature
-value is also time-stamped (RFC 3161, :mod:`lienthong.hub.tsa`): an independent witness that the
+value is also time-stamped (RFC 3161, :mod:`lienthong.hub.audit.tsa`): an independent witness that the
 seal, and so the ledger up to ``HeadSeq``, existed at that time.
 
 A **tombstone** is written by ``lienthong audit prune`` in the same transaction that deletes
@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING
 from lxml import etree
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text
 
-from .audit import AuditTrail, ChainReport
-from .errors import AuditChainBroken, ConfigurationError, HubError, SignatureError
-from .store import SQLITE_BEGIN_OPTION
-from .store.models import GENESIS_HASH, AuditEntry, AuditExport, AuditSeal, AuditSubject, AuditTombstone
+from ..errors import AuditChainBroken, ConfigurationError, HubError, SignatureError
+from ..store import SQLITE_BEGIN_OPTION
+from ..store.models import GENESIS_HASH, AuditEntry, AuditExport, AuditSeal, AuditSubject, AuditTombstone
+from .trail import AuditTrail, ChainReport
 
 if TYPE_CHECKING:
-    from ..signing.verifier import VerifiedDocument
+    from ...signing.verifier import VerifiedDocument
 
 __all__ = [
     "AUDIT_NS",
@@ -160,7 +160,7 @@ def tombstone_xml(number: int, first_seq: int, last_seq: int, last_hash: str, pr
 
 
 def _parse(data: bytes, what: str) -> etree._Element:
-    from .xmlsafe import parse_xml
+    from ..xmlsafe import parse_xml
 
     try:
         return parse_xml(data, what=what)
@@ -198,7 +198,7 @@ def verify_signed(data: bytes, trust_store, hub_agency: str | None, *, tag: str,
     (see :func:`check_signer`). The bytes are parsed once, for the claimed time, the verification
     and the signature value alike.
     """
-    from ..signing.verifier import Verifier
+    from ...signing.verifier import Verifier
 
     if trust_store is None:
         raise SealInvalid(f"{what} cannot be checked: no trusted CA certificate is configured "
@@ -291,7 +291,7 @@ def create_seal(engine: Engine, signer, *, force: bool = False, timestamper: Cal
 
     Nothing is written when the head has not moved since the last seal (unless ``force``): an
     hourly job on a quiet ledger need not pile up identical checkpoints. ``timestamper`` (see
-    :func:`lienthong.hub.tsa.timestamper_for`) turns the seal's signature value into an RFC 3161
+    :func:`lienthong.hub.audit.tsa.timestamper_for`) turns the seal's signature value into an RFC 3161
     token; it runs before the write transaction, so a slow TSA never holds the ledger's lock.
     If another seal was written meanwhile the attempt is refused and can simply be re-run.
     """
@@ -309,7 +309,7 @@ def create_seal(engine: Engine, signer, *, force: bool = False, timestamper: Cal
     document = signer.sign(seal_xml(number, head_seq, head_hash, sealed_at, prev_hash))
     token = tsa_time = None
     if timestamper is not None:
-        from .xmlsafe import parse_xml
+        from ..xmlsafe import parse_xml
 
         sig_text = parse_xml(document, what="seal").findtext(f"{{{_DSIG_NS}}}Signature/{{{_DSIG_NS}}}SignatureValue")
         token, tsa_time = timestamper(base64.b64decode("".join((sig_text or "").split())))
@@ -436,7 +436,7 @@ def verify_ledger(engine: Engine, trust_store, hub_agency: str | None, *, deep: 
 
     ``hub_agency`` is the agency code seals and tombstones must be signed by (the hub's own).
     ``check_timestamp(token, signature_value, sealed_at)`` verifies a seal's RFC 3161 token (see
-    :func:`lienthong.hub.tsa.token_checker`); without it tokens are not checked, and a warning says so.
+    :func:`lienthong.hub.audit.tsa.token_checker`); without it tokens are not checked, and a warning says so.
     ``all_signatures`` verifies every seal's XML-DSig signature instead of the newest one's (the
     seals' SHA-256 chain makes the newest one vouch for the rest; see :func:`_verify_seals`).
     ``max_unsealed_age`` turns an unsealed tail whose oldest entry is older than that into a

@@ -55,9 +55,9 @@ from sqlalchemy import Connection, Engine, String, bindparam, insert, select, ty
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import Executable
 
-from .errors import AuditChainBroken
-from .store import SQLITE_BEGIN_OPTION
-from .store.models import GENESIS_HASH, AuditEntry, AuditHead
+from ..errors import AuditChainBroken
+from ..store import SQLITE_BEGIN_OPTION
+from ..store.models import GENESIS_HASH, AuditEntry, AuditHead
 
 __all__ = ["AuditRecord", "AuditTrail", "ChainReport", "entry_digest", "GENESIS_HASH"]
 
@@ -677,7 +677,7 @@ class AuditTrail:
 
         ``anchor`` is the ``entry_hash`` of entry ``start - 1`` when that entry is no longer in the
         log: after ``lienthong audit prune`` the signed tombstone (verified by the caller, see
-        ``lienthong.hub.audit_seal``) carries the hash the remaining chain must link to.
+        ``lienthong.hub.audit.seal``) carries the hash the remaining chain must link to.
         """
         if isinstance(start, bool) or not isinstance(start, int) or start < 1:
             raise ValueError(f"start must be a positive seq, got {start!r}")

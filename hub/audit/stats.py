@@ -28,8 +28,8 @@ from typing import Any
 
 from sqlalchemy import Engine, case, func, select
 
-from .files import write_atomic
-from .store.models import AuditEntry
+from ..files import write_atomic
+from ..store.models import AuditEntry
 
 __all__ = ["AuditStats", "OperationStats", "PartnerStats", "compute_stats", "previous_day", "write_daily_report",
            "PERCENTILES"]

@@ -47,8 +47,9 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from lxml import etree
 from sqlalchemy import Engine, func, insert, select
 
-from .audit import ENTRY_COLUMNS, _body_problem, entry_digest
-from .audit_seal import (
+from ..errors import AuditChainBroken, ConfigurationError, HubError, SignatureError
+from ..store.models import AuditEntry, AuditExport, AuditSeal
+from .seal import (
     AUDIT_NS,
     SealInvalid,
     _iso,
@@ -60,8 +61,7 @@ from .audit_seal import (
     verify_seal_document,
     verify_signed,
 )
-from .errors import AuditChainBroken, ConfigurationError, HubError, SignatureError
-from .store.models import AuditEntry, AuditExport, AuditSeal
+from .trail import ENTRY_COLUMNS, _body_problem, entry_digest
 
 __all__ = ["ArchiveInvalid", "ArchiveReport", "ExportResult", "export_archive", "parse_when", "verify_archive"]
 
@@ -76,7 +76,7 @@ AFTER = "chain/after.jsonl"
 SIGNED_OUTCOMES = frozenset({"sent", "ok"})
 _SOAP_NS = ("http://schemas.xmlsoap.org/soap/envelope/", "http://www.w3.org/2003/05/soap-envelope")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-#: the canonical fields of an entry, in the order of lienthong.hub.audit.entry_digest
+#: the canonical fields of an entry, in the order of lienthong.hub.audit.trail.entry_digest
 _FIELDS = (*(column.name for column in ENTRY_COLUMNS), "stored_body_sha256")
 
 
@@ -352,7 +352,7 @@ class ArchiveReport:
 
 
 def _load_ca(ca: Path | str):
-    from ..signing.verifier import TrustStore
+    from ...signing.verifier import TrustStore
 
     return TrustStore.from_paths([ca])
 
@@ -444,7 +444,7 @@ class _ChainWalk:
 
 
 def _message_root(raw: bytes, what: str):
-    from .xmlsafe import parse_xml
+    from ..xmlsafe import parse_xml
 
     root = parse_xml(raw, what=what)
     if etree.QName(root).namespace in _SOAP_NS and etree.QName(root).localname == "Envelope":
@@ -559,7 +559,7 @@ def _check_message(zf: zipfile.ZipFile, entry: dict, manifest: _Manifest, trust,
                    archive: str, check_signatures: bool) -> str:
     """One entry's message: its bytes against the manifest and the entry, then its own XML-DSig
     signature. Returns the member's name (read once: this is also its manifest check)."""
-    from ..signing.verifier import Verifier
+    from ...signing.verifier import Verifier
 
     name = entry.get("file") or ""
     if name not in manifest.files:

@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from .errors import SignatureError, TransportError
+from ..errors import SignatureError, TransportError
 
 __all__ = ["TimestampInvalid", "build_request", "check_token", "parse_response", "request_token", "timestamper_for", "token_checker",
            "token_certificates"]
@@ -193,7 +193,7 @@ def request_token(url: str, signature_value: bytes, trust_store, *, timeout: flo
     """Ask the TSA at ``url`` to stamp ``signature_value``; return (token DER, genTime) after
     checking the answer completely (status, nonce, imprint, signature, certificate). The exchange
     ends at ``timeout`` seconds whatever the TSA's pace, and its reply is read with a limit."""
-    from ..connectors.http import HttpClient, HttpLimits
+    from ...connectors.http import HttpClient, HttpLimits
 
     nonce = secrets.randbits(63)
     body = build_request(signature_value, nonce)
@@ -228,7 +228,7 @@ def timestamper_for(settings) -> Callable[[bytes], tuple[bytes, datetime]] | Non
     url = getattr(settings, "tsa_url", None)
     if not url:
         return None
-    from ..signing.cli import trust_store_for
+    from ...signing.cli import trust_store_for
 
     trust = trust_store_for(settings)
     timeout = settings.operation_timeout
@@ -240,7 +240,7 @@ def timestamper_for(settings) -> Callable[[bytes], tuple[bytes, datetime]] | Non
 
 
 def token_checker(trust_store) -> Callable[[bytes, bytes, datetime], datetime]:
-    """``check(token, signature_value, sealed_at)`` for :func:`lienthong.hub.audit_seal.verify_ledger`."""
+    """``check(token, signature_value, sealed_at)`` for :func:`lienthong.hub.audit.seal.verify_ledger`."""
 
     def check(token: bytes, signature_value: bytes, sealed_at: datetime) -> datetime:
         gen_time = check_token(token, signature_value, trust_store)
