@@ -18,7 +18,7 @@ Sections printed:
 * **delivery** at batch sizes 1, 10 and 100 (``--batches``): a fresh hub store per batch size,
   the same one-stop database, hence the same events; ``deliver_once`` called until a pass claims
   nothing. Events/s, messages, lookups, dead letters, CPU of the hub and of the sandbox;
-* **freshness** p50/p95 from ``lienthong.hub.outbox.stats`` after each run. ``source_changed_at``
+* **freshness** p50/p95 from ``lienthong.hub.delivery.outbox.stats`` after each run. ``source_changed_at``
   is the one-stop system's own (simulated) time of the change; the simulation is placed so that
   its history ends shortly before the run, so the figure is mostly the age of that history (a
   backlog), not the hub's latency. The hub's own part (outbox enqueue to acknowledgement) is
@@ -139,9 +139,9 @@ def _worker(db_url: str, batch_size: int, worker_id: str, audit: bool, results: 
     load is over); reports its counts and its own CPU time."""
     from lienthong.connectors.dvc_portal import DvcPortalClient
     from lienthong.connectors.soap import SoapConnector
-    from lienthong.hub import outbox
     from lienthong.hub.audit import AuditTrail
-    from lienthong.hub.delivery import deliver_once
+    from lienthong.hub.delivery import outbox
+    from lienthong.hub.delivery.engine import deliver_once
     from lienthong.hub.settings import Settings
     from lienthong.hub.store import make_engine
 
@@ -210,7 +210,7 @@ def steady_load(db_url: str, onestop_path: Path, sandbox: SandboxProcess, *, rat
     mapping reads as the change time) before the intake reads it: freshness is then real time from
     the change in the source to the portal's acknowledgement, intake polling included."""
     from lienthong.connectors.sources.sql import SqlSource
-    from lienthong.hub import outbox
+    from lienthong.hub.delivery import outbox
     from lienthong.hub.intake import intake_once
     from lienthong.mappings.dossier import DossierMapping
     from lienthong.sandbox.onestop import OneStopSimulator
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
         init_dev_pki(home / "pki", HUB_AGENCY, NATIONAL_AGENCY, password)
         os.environ.update(LIENTHONG_HOME=str(home), LIENTHONG_KEY_PASSWORD=password)
-        from lienthong.hub.outbox import stats
+        from lienthong.hub.delivery.outbox import stats
         from lienthong.hub.settings import Settings
         from lienthong.hub.store import make_engine
 

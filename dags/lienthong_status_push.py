@@ -1,6 +1,6 @@
 """Every minute: deliver the outbox to the national portal, several workers in parallel.
 
-A thin DAG: each mapped task is one worker running :func:`lienthong.hub.delivery.deliver_once`
+A thin DAG: each mapped task is one worker running :func:`lienthong.hub.delivery.engine.deliver_once`
 until nothing is claimable. Workers claim whole dossiers (partitions) safely against each other
 (``SKIP LOCKED`` on PostgreSQL), so the mapped tasks never deliver the same event twice.
 """
@@ -69,7 +69,7 @@ def lienthong_status_push():
         from lienthong.connectors.soap import SoapConnector
         from lienthong.hub.airflow_conn import settings_from_airflow
         from lienthong.hub.audit import ledger
-        from lienthong.hub.delivery import deliver_once
+        from lienthong.hub.delivery.engine import deliver_once
         from lienthong.hub.store import open_store
 
         settings = settings_from_airflow("dvc_portal")

@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session
 from ..connectors.csdl_tthc import CsdlTthcClient, ProcedureRef, thutuc_record
 from ..mappings.diff import diff_documents, format_diff
 from ..mappings.procedure import MappingError, Procedure, canonical_json, content_hash, from_national
+from .delivery.retry import RetryPolicy
 from .errors import FatalError, HubError
-from .retry import RetryPolicy
 from .store.models import (
     CatalogueAgency,
     CatalogueField,

@@ -390,8 +390,8 @@ def cmd_push_status(args: argparse.Namespace) -> int:
     from ..connectors.dvc_portal import DvcPortalClient
     from ..connectors.soap import SoapConnector
     from .audit import ledger
-    from .delivery import deliver_once
-    from .outbox import stats
+    from .delivery.engine import deliver_once
+    from .delivery.outbox import stats
     from .store import open_store
 
     settings = _settings()
@@ -432,8 +432,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from .audit import ledger
     from .catalogue import sync_state
+    from .delivery.outbox import stats
     from .intake import source_states
-    from .outbox import stats
     from .store import open_store
     from .store.models import BreakerState
 
@@ -476,8 +476,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_dlq(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from . import outbox
     from .audit import ledger
+    from .delivery import outbox
     from .errors import ConfigurationError
     from .store import open_store
 

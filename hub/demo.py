@@ -220,9 +220,9 @@ def _push(connector, settings: Settings, store) -> dict:
     from ..connectors.sources.base import SourceCursorUnclaimed
     from ..connectors.sources.sql import SqlSource
     from ..sandbox.onestop import OneStopSimulator
-    from .delivery import deliver_once
+    from .delivery.engine import deliver_once
+    from .delivery.outbox import stats
     from .intake import CursorDecision, intake_once, load_source_mapping
-    from .outbox import stats
 
     url = f"sqlite:///{settings.home / 'sandbox' / 'onestop.db'}"
     simulator = OneStopSimulator(url, seed=1)

@@ -40,8 +40,8 @@ from ..connectors.sources.base import (
     derived_source_id,
 )
 from .audit import ledger
+from .delivery.outbox import enqueue, enqueue_rejected
 from .errors import ConfigurationError
-from .outbox import enqueue, enqueue_rejected
 from .store import write_transaction
 from .store.models import IntakeCursor
 

@@ -8,7 +8,7 @@ import shutil
 from functools import cache
 from pathlib import Path
 
-from lienthong.hub.outbox import canonical_json
+from lienthong.hub.delivery.outbox import canonical_json
 from lienthong.hub.store.models import AuditEntry, OutboxEvent
 from lienthong.mappings.dossier import DossierMapping
 from lienthong.sandbox.onestop import OneStopDatabase, OneStopSimulator

@@ -387,7 +387,7 @@ class DeadLetter(Base):
 
 
 class BreakerState(Base):
-    """The circuit breaker of one partner, shared by every worker (see ``lienthong.hub.breaker``).
+    """The circuit breaker of one partner, shared by every worker (see ``lienthong.hub.delivery.breaker``).
 
     ``failures`` counts consecutive retryable failures; ``trips`` consecutive openings without a
     success in between (the cool-down grows with it); ``next_probe_at`` is when an open breaker

@@ -312,7 +312,7 @@ def test_reads_the_simulated_one_stop_system_exactly_once(db_url, mapping):
 def test_batches_fit_the_outbox(tmp_path, mapping):
     """The intake pattern: each batch's changes (and dead letters for the rows that failed) go into
     the hub's outbox in one transaction; reading the same rows again adds nothing."""
-    outbox = pytest.importorskip("lienthong.hub.outbox")
+    outbox = pytest.importorskip("lienthong.hub.delivery.outbox")
     from lienthong.hub.store import upgrade
 
     onestop_url = f"sqlite:///{tmp_path / 'onestop.db'}"

@@ -21,8 +21,8 @@ import time
 from lienthong.connectors.dvc_portal import DvcPortalClient
 from lienthong.connectors.soap import SoapConnector
 from lienthong.hub.audit import ledger
-from lienthong.hub.delivery import deliver_once
-from lienthong.hub.retry import RetryPolicy
+from lienthong.hub.delivery.engine import deliver_once
+from lienthong.hub.delivery.retry import RetryPolicy
 from lienthong.hub.settings import Settings
 from lienthong.hub.store import open_store
 from lienthong.hub.store.models import OutboxEvent

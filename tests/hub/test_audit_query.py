@@ -236,7 +236,7 @@ def test_timeline_keeps_a_timed_out_reply_with_its_request(engine, ledger):
 def test_a_discarded_dead_letter_joins_its_dossiers_timeline(engine, ledger):
     import json
 
-    from lienthong.hub.outbox import DiscardedDeadLetter, audit_discard
+    from lienthong.hub.delivery.outbox import DiscardedDeadLetter, audit_discard
 
     decided = DiscardedDeadLetter(dead_letter_id=3, event_id=17, partition_key=MA_HO_SO, idempotency_key="k-17",
                                   reason_code="SCHEMA_INVALID", document_id=None, discard_reason="trùng hồ sơ",

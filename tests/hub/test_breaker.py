@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from lienthong.hub.breaker import (
+from lienthong.hub.delivery.breaker import (
     CLOSED,
     HALF_OPEN,
     OPEN,

@@ -8,7 +8,7 @@ import pytest
 from lienthong.connectors.csdl_tthc import CsdlTthcClient
 from lienthong.connectors.soap import SoapConnector
 from lienthong.hub.catalogue import list_procedures, procedure_history, sync_catalogue, sync_state
-from lienthong.hub.retry import RetryPolicy
+from lienthong.hub.delivery.retry import RetryPolicy
 from lienthong.hub.store.models import (
     CatalogueAgency,
     CatalogueField,

@@ -15,14 +15,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from lienthong.connectors.dvc_portal import DvcPortalClient
 from lienthong.connectors.soap import SoapConnector
-from lienthong.hub import outbox
 from lienthong.hub.audit import AuditTrail
-from lienthong.hub.breaker import BreakerConfig, CircuitBreaker
-from lienthong.hub.delivery import deliver_once, message_document_id
+from lienthong.hub.delivery import outbox
+from lienthong.hub.delivery.breaker import BreakerConfig, CircuitBreaker
+from lienthong.hub.delivery.engine import deliver_once, message_document_id
+from lienthong.hub.delivery.outbox import ClaimedEvent, OutboxChange
+from lienthong.hub.delivery.retry import RetryPolicy
 from lienthong.hub.envelope import VN_TZ
 from lienthong.hub.errors import ConfigurationError
-from lienthong.hub.outbox import ClaimedEvent, OutboxChange
-from lienthong.hub.retry import RetryPolicy
 from lienthong.hub.store import session_factory
 from lienthong.hub.store.models import DeadLetter, OutboxEvent
 from national_helpers import settings_for

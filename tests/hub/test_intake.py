@@ -6,10 +6,10 @@ from lienthong.connectors.dvc_portal import DvcPortalClient
 from lienthong.connectors.soap import SoapConnector
 from lienthong.connectors.sources.filedrop import FileDropSource
 from lienthong.connectors.sources.sql import SqlSource
-from lienthong.hub.delivery import deliver_once
+from lienthong.hub.delivery.engine import deliver_once
+from lienthong.hub.delivery.outbox import stats
+from lienthong.hub.delivery.retry import RetryPolicy
 from lienthong.hub.intake import intake_once, stored_cursor
-from lienthong.hub.outbox import stats
-from lienthong.hub.retry import RetryPolicy
 from lienthong.hub.store.models import DeadLetter, OutboxEvent
 from lienthong.mappings.dossier import DossierMapping
 from lienthong.sandbox.onestop import LOCAL_STATUSES, OneStopSimulator, export_files

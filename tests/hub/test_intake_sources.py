@@ -269,8 +269,8 @@ def test_after_a_restore_nothing_is_skipped_or_applied_twice_at_the_portal(engin
 
     from lienthong.connectors.dvc_portal import DvcPortalClient
     from lienthong.connectors.soap import SoapConnector
-    from lienthong.hub.delivery import deliver_once
-    from lienthong.hub.retry import RetryPolicy
+    from lienthong.hub.delivery.engine import deliver_once
+    from lienthong.hub.delivery.retry import RetryPolicy
     from lienthong.hub.store.models import DeadLetter, OutboxEvent
     from national_helpers import settings_for
     from sqlalchemy import func, select

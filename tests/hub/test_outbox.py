@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from lienthong.hub import outbox
 from lienthong.hub.audit import AuditTrail
-from lienthong.hub.outbox import OutboxChange
-from lienthong.hub.retry import RetryPolicy
+from lienthong.hub.delivery import outbox
+from lienthong.hub.delivery.outbox import OutboxChange
+from lienthong.hub.delivery.retry import RetryPolicy
 from lienthong.hub.store import make_engine, session_factory
 from lienthong.hub.store.models import DeadLetter, OutboxEvent
 from sqlalchemy import func, select

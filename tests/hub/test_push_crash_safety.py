@@ -25,7 +25,7 @@ Where each kill lands is drawn from a seeded random generator, half of the time 
   run from starving: every such kill lets at least one message through.
 
 Every DocumentId is recorded on its events before the message leaves, so the worker that takes
-the events over sends that very message again (:func:`lienthong.hub.delivery.deliver_once`); a
+the events over sends that very message again (:func:`lienthong.hub.delivery.engine.deliver_once`); a
 change applied twice under two DocumentIds fails the test with ``AppliedTwice``.
 
 The issue asks for at least 20,000 events and 20 kills; those are the defaults.

@@ -1,8 +1,8 @@
 """The retry policy: pure delay arithmetic, fatal errors never retried."""
 
 import pytest
+from lienthong.hub.delivery.retry import RetryPolicy
 from lienthong.hub.errors import SchemaViolation, ServiceUnavailable, TransportTimeout
-from lienthong.hub.retry import RetryPolicy
 
 
 def test_delays_grow_by_the_multiplier_and_stop_at_the_cap():

@@ -48,9 +48,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from ..store import write_transaction
+from ..store.models import OUTBOX_BLOCKING_STATES, OUTBOX_KINDS, OUTBOX_STATES, DeadLetter, OutboxEvent
 from .retry import RetryPolicy
-from .store import write_transaction
-from .store.models import OUTBOX_BLOCKING_STATES, OUTBOX_KINDS, OUTBOX_STATES, DeadLetter, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _as_change(obj: Any) -> OutboxChange:
 def _fields_for(kind: str) -> frozenset[str]:
     # The canonical payload *is* the portal's record (the intake contract), so its field list is
     # the connector's; imported on first use to keep this module light for readers of the store.
-    from ..connectors.dvc_portal import HOSO_FIELDS, QUATRINH_FIELDS
+    from ...connectors.dvc_portal import HOSO_FIELDS, QUATRINH_FIELDS
 
     return frozenset(HOSO_FIELDS if kind == "dossier" else QUATRINH_FIELDS)
 

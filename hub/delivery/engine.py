@@ -1,6 +1,6 @@
 """Delivery of outbox events to the national portal: one pass of one worker.
 
-:func:`deliver_once` claims a batch of events (see :mod:`lienthong.hub.outbox`) and pushes them
+:func:`deliver_once` claims a batch of events (see :mod:`lienthong.hub.delivery.outbox`) and pushes them
 through the DVC portal connector, which builds, validates, signs, audits and verifies every
 message. The pass works in **rounds**: round *k* sends the *k*-th claimed event of every claimed
 dossier, so one message never carries two events of the same dossier and a dossier's next event
@@ -20,7 +20,7 @@ goes out only after the previous one was accepted. Within a round:
 
 Each message's DocumentId is derived from what it carries (:func:`message_document_id`): a hash of
 the operation, the ``isUpdating`` flag and the sorted (idempotency key, payload) pairs, and it is
-recorded on the message's events (:func:`outbox.assign <lienthong.hub.outbox.assign>`) *before*
+recorded on the message's events (:func:`outbox.assign <lienthong.hub.delivery.outbox.assign>`) *before*
 the message is sent. An undelivered event that carries a DocumentId may already be applied by the
 portal (the worker died, or the reply was lost), so whoever picks it up next sends **that message
 again**: the same events (read back from the outbox, including those of other dossiers) under the
@@ -69,10 +69,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 
-from . import outbox
-from .breaker import Admission, CircuitBreaker, Decision, admit
-from .envelope import VN_TZ
-from .errors import (
+from ..envelope import VN_TZ
+from ..errors import (
     AuditChainBroken,
     ConfigurationError,
     FatalError,
@@ -83,12 +81,14 @@ from .errors import (
     TlsError,
     UnexpectedResponse,
 )
+from ..store.models import AuditEntry
+from . import outbox
+from .breaker import Admission, CircuitBreaker, Decision, admit
 from .outbox import ClaimedEvent
 from .retry import RetryPolicy
-from .store.models import AuditEntry
 
 if TYPE_CHECKING:
-    from ..connectors.dvc_portal import DvcPortalClient, ItemResult
+    from ...connectors.dvc_portal import DvcPortalClient, ItemResult
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from .store import write_transaction
-from .store.models import BreakerState
+from ..store import write_transaction
+from ..store.models import BreakerState
 
 __all__ = [
     "CLOSED", "HALF_OPEN", "OPEN", "Admission", "Breaker", "BreakerConfig", "CircuitBreaker", "Decision",
