@@ -102,7 +102,7 @@ def build_onestop(path: Path, events: int) -> tuple[Any, dict[str, Any]]:
 
 def intake(engine: Engine, onestop_engine: Engine) -> dict[str, Any]:
     from lienthong.connectors.sources.sql import SqlSource
-    from lienthong.hub.intake import intake_once
+    from lienthong.hub.flows.intake import intake_once
     from lienthong.mappings.dossier import DossierMapping
 
     mapping = DossierMapping.shipped("onestop_sandbox")
@@ -211,7 +211,7 @@ def steady_load(db_url: str, onestop_path: Path, sandbox: SandboxProcess, *, rat
     the change in the source to the portal's acknowledgement, intake polling included."""
     from lienthong.connectors.sources.sql import SqlSource
     from lienthong.hub.delivery import outbox
-    from lienthong.hub.intake import intake_once
+    from lienthong.hub.flows.intake import intake_once
     from lienthong.mappings.dossier import DossierMapping
     from lienthong.sandbox.onestop import OneStopSimulator
 

@@ -56,7 +56,7 @@ def main() -> int:
     from lienthong.connectors.csdl_tthc import CsdlTthcClient
     from lienthong.connectors.soap import SoapConnector
     from lienthong.hub.audit import ledger
-    from lienthong.hub.catalogue import csdl_client, sync_catalogue
+    from lienthong.hub.flows.catalogue import csdl_client, sync_catalogue
     from lienthong.hub.settings import Settings
     from lienthong.hub.store import open_store
     from lienthong.signing.cli import cmd_keys_init

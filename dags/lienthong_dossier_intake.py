@@ -1,6 +1,6 @@
 """Every five minutes: dossier changes from the ministry's one-stop system into the hub's outbox.
 
-A thin DAG: the work is :func:`lienthong.hub.intake.run_source`, once per source of the sources
+A thin DAG: the work is :func:`lienthong.hub.flows.intake.run_source`, once per source of the sources
 file (mapped tasks). ``lienthong`` is imported inside the tasks so that parsing this file stays cheap.
 """
 
@@ -72,7 +72,7 @@ def lienthong_dossier_intake():
     @task(retry_policy=FAIL_FAST_ON_FATAL)
     def sources(params: dict | None = None) -> list[str]:
         """The identities to read (only identities cross to the next tasks: URLs may hold passwords)."""
-        from lienthong.hub.intake import dag_sources
+        from lienthong.hub.flows.intake import dag_sources
 
         return [spec.id or spec.location for spec in dag_sources(params or {})]
 
@@ -81,7 +81,7 @@ def lienthong_dossier_intake():
     def intake(source: str, params: dict | None = None) -> dict:
         """One intake pass over one source; returns its counts (read, enqueued, duplicates, dead letters)."""
         from lienthong.hub.airflow_conn import settings_from_airflow
-        from lienthong.hub.intake import dag_sources, run_source
+        from lienthong.hub.flows.intake import dag_sources, run_source
         from lienthong.hub.store import open_store
 
         spec = next(s for s in dag_sources(params or {}) if (s.id or s.location) == source)

@@ -1,6 +1,6 @@
 """Hourly signed round trip to each configured national service.
 
-A thin DAG: the work is :func:`lienthong.hub.healthcheck.roundtrip`; this file only schedules it,
+A thin DAG: the work is :func:`lienthong.hub.flows.healthcheck.roundtrip`; this file only schedules it,
 maps it over the configured services and sets the retry policy. ``lienthong`` is imported inside
 the task functions so that parsing this file costs no more than importing the Task SDK.
 """
@@ -100,7 +100,7 @@ def lienthong_healthcheck():
         """One signed, verified and audited exchange with ``service_name``."""
         from lienthong.hub.airflow_conn import settings_from_airflow
         from lienthong.hub.errors import HubError
-        from lienthong.hub.healthcheck import roundtrip as signed_roundtrip
+        from lienthong.hub.flows.healthcheck import roundtrip as signed_roundtrip
 
         settings = settings_from_airflow(service_name)
         try:

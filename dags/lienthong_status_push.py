@@ -1,6 +1,6 @@
 """Every minute: deliver the outbox to the national portal, several workers in parallel.
 
-A thin DAG: each mapped task is one worker running :func:`lienthong.hub.delivery.engine.deliver_once`
+A thin DAG: each mapped task is one worker running :func:`lienthong.hub.flows.status_push.drain`
 until nothing is claimable. Workers claim whole dossiers (partitions) safely against each other
 (``SKIP LOCKED`` on PostgreSQL), so the mapped tasks never deliver the same event twice.
 """
@@ -65,29 +65,20 @@ def lienthong_status_push():
           on_failure_callback=on_failure)
     def deliver(slot: int, params: dict | None = None, run_id: str | None = None) -> dict:
         """One worker: claim, deliver, repeat until nothing is claimable; returns its totals."""
-        from lienthong.connectors.dvc_portal import DvcPortalClient
-        from lienthong.connectors.soap import SoapConnector
         from lienthong.hub.airflow_conn import settings_from_airflow
-        from lienthong.hub.audit import ledger
-        from lienthong.hub.delivery.engine import deliver_once
+        from lienthong.hub.flows.status_push import drain, open_portal
         from lienthong.hub.store import open_store
 
         settings = settings_from_airflow("dvc_portal")
         store = open_store(settings)
-        portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=ledger(store)))
         worker_id = f"{run_id or 'airflow'}:{slot}"
-        totals = {"delivered": 0, "retried": 0, "dead": 0, "messages": 0}
-        batch_size = int((params or {}).get("batch_size") or 50)
-        senders = int((params or {}).get("senders") or 2)
-        while True:
-            summary = deliver_once(store.engine, portal, worker_id=worker_id, batch_size=batch_size,
-                                   sole_feed_since=settings.portal_sole_feed_since, senders=senders)
-            for key in totals:
-                totals[key] += getattr(summary, key)
-            if summary.claimed == 0 or summary.stopped:
-                break
-        log.info("worker %s: %s (breaker %s)", worker_id, totals, summary.breaker)
-        return {**totals, "breaker": summary.breaker, "stopped": summary.stopped}
+        totals = drain(store, open_portal(settings, store), worker_id=worker_id,
+                       batch_size=int((params or {}).get("batch_size") or 50),
+                       senders=int((params or {}).get("senders") or 2),
+                       sole_feed_since=settings.portal_sole_feed_since)
+        counts = {key: getattr(totals, key) for key in ("delivered", "retried", "dead", "messages")}
+        log.info("worker %s: %s (breaker %s)", worker_id, counts, totals.breaker)
+        return {**counts, "breaker": totals.breaker, "stopped": totals.stopped}
 
     deliver.expand(slot=worker_slots())
 

@@ -1,6 +1,6 @@
 """Daily sync of the national procedure catalogue (CSDL quốc gia về TTHC) into the hub's store.
 
-A thin DAG: the work is :func:`lienthong.hub.catalogue.sync_catalogue`. ``lienthong`` is imported
+A thin DAG: the work is :func:`lienthong.hub.flows.catalogue.sync_catalogue`. ``lienthong`` is imported
 inside the task so that parsing this file costs no more than importing the Task SDK.
 """
 
@@ -74,7 +74,7 @@ def lienthong_tthc_sync():
         from lienthong.connectors.soap import SoapConnector
         from lienthong.hub.airflow_conn import settings_from_airflow
         from lienthong.hub.audit import ledger
-        from lienthong.hub.catalogue import sync_catalogue
+        from lienthong.hub.flows.catalogue import sync_catalogue
         from lienthong.hub.store import open_store
 
         params = params or {}

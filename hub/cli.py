@@ -85,7 +85,7 @@ def cmd_sandbox_onestop(args: argparse.Namespace) -> int:
 
 
 def cmd_healthcheck(args: argparse.Namespace) -> int:
-    from .healthcheck import all_services, roundtrip
+    from .flows.healthcheck import all_services, roundtrip
 
     settings = _settings()
     failed = 0
@@ -131,7 +131,7 @@ def cmd_sync_tthc(args: argparse.Namespace) -> int:
     from ..connectors.csdl_tthc import CsdlTthcClient
     from ..connectors.soap import SoapConnector
     from .audit import ledger
-    from .catalogue import sync_catalogue
+    from .flows.catalogue import sync_catalogue
     from .store import open_store
 
     settings = _settings()
@@ -148,7 +148,7 @@ def cmd_sync_tthc(args: argparse.Namespace) -> int:
 
         from functools import partial
 
-        from .catalogue import csdl_client
+        from .flows.catalogue import csdl_client
 
         summary = sync_catalogue(store.engine, client, full=args.full, since=since, concurrency=args.concurrency,
                                  processes=args.processes, client_factory=partial(csdl_client, settings),
@@ -172,7 +172,7 @@ def cmd_sync_tthc(args: argparse.Namespace) -> int:
 
 
 def cmd_tthc_list(args: argparse.Namespace) -> int:
-    from .catalogue import list_procedures
+    from .flows.catalogue import list_procedures
     from .store import open_store
 
     rows = list_procedures(open_store(_settings()).engine, agency=args.agency, field_code=args.field,
@@ -199,8 +199,8 @@ def cmd_tthc_list(args: argparse.Namespace) -> int:
 
 def cmd_tthc_show(args: argparse.Namespace) -> int:
     from ..mappings.diff import diff_documents, format_diff
-    from .catalogue import procedure_history
     from .errors import ConfigurationError
+    from .flows.catalogue import procedure_history
     from .store import open_store
 
     row, versions = procedure_history(open_store(_settings()).engine, args.code)
@@ -276,7 +276,7 @@ def _intake_specs(args: argparse.Namespace, settings) -> list:
 
 def cmd_intake(args: argparse.Namespace) -> int:
     from .errors import ConfigurationError
-    from .intake import CursorDecision, run_source, source_states
+    from .flows.intake import CursorDecision, run_source, source_states
     from .store import open_store
 
     settings = _settings()
@@ -387,32 +387,21 @@ def cmd_push_status(args: argparse.Namespace) -> int:
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..connectors.dvc_portal import DvcPortalClient
-    from ..connectors.soap import SoapConnector
-    from .audit import ledger
-    from .delivery.engine import deliver_once
     from .delivery.outbox import stats
+    from .flows.status_push import drain, open_portal
     from .store import open_store
 
     settings = _settings()
     store = open_store(settings)
-    portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=ledger(store)))
     worker = args.worker or f"{socket.gethostname()}:{os.getpid()}"
-    totals: dict[str, int] = {}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
                   transient=True, disable=args.json) as bar:
         task = bar.add_task("delivering", total=None)
-        passes = 0
-        while True:
-            summary = deliver_once(store.engine, portal, worker_id=worker, batch_size=args.batch_size,
-                                   sole_feed_since=settings.portal_sole_feed_since, senders=args.senders)
-            passes += 1
-            for key in ("claimed", "delivered", "retried", "dead", "messages", "lookups", "resent", "presumed_new"):
-                totals[key] = totals.get(key, 0) + getattr(summary, key)
-            bar.update(task, description=f"delivered {totals['delivered']}, retried {totals['retried']}, "
-                                         f"dead {totals['dead']}")
-            if args.once or summary.claimed == 0 or summary.stopped:
-                break
+        summary = drain(store, open_portal(settings, store), worker_id=worker, batch_size=args.batch_size,
+                        senders=args.senders, sole_feed_since=settings.portal_sole_feed_since, once=args.once,
+                        on_pass=lambda t: bar.update(task, description=f"delivered {t.delivered}, "
+                                                                        f"retried {t.retried}, dead {t.dead}"))
+    passes, totals = summary.passes, summary.counts()
     after = stats(store.engine).as_dict()
     if args.json:
         console.print_json(json.dumps({"passes": passes, **totals, "breaker": summary.breaker,
@@ -431,9 +420,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import Session
 
     from .audit import ledger
-    from .catalogue import sync_state
     from .delivery.outbox import stats
-    from .intake import source_states
+    from .flows.catalogue import sync_state
+    from .flows.intake import source_states
     from .store import open_store
     from .store.models import BreakerState
 
@@ -521,7 +510,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .flows.demo import run_demo
 
     return run_demo(console, procedures=args.procedures)
 

@@ -104,7 +104,7 @@ def test_a_portal_that_drips_opens_the_breaker_like_one_that_is_down(server, con
     from lienthong.hub.delivery.breaker import BreakerConfig, CircuitBreaker
     from lienthong.hub.delivery.engine import deliver_once
     from lienthong.hub.delivery.retry import RetryPolicy
-    from lienthong.hub.intake import intake_once
+    from lienthong.hub.flows.intake import intake_once
     from onestop_helpers import agency_db, mapping
 
     with SqlSource(agency_db(tmp_path / "a.db", 0, seed=5, dossiers=5), mapping()) as source:

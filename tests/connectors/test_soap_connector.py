@@ -11,7 +11,7 @@ from lienthong.connectors.payload import element
 from lienthong.connectors.services import CSDL_TTHC, DVC_PORTAL, SERVICES
 from lienthong.connectors.soap import SoapConnector, wsdl_info
 from lienthong.hub import errors
-from lienthong.hub.healthcheck import roundtrip
+from lienthong.hub.flows.healthcheck import roundtrip
 from lienthong.hub.store.models import AuditEntry
 from lienthong.signing import TrustStore, Verifier
 from lienthong.signing.pki import create_ca

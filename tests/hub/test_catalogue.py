@@ -7,8 +7,8 @@ import json
 import pytest
 from lienthong.connectors.csdl_tthc import CsdlTthcClient
 from lienthong.connectors.soap import SoapConnector
-from lienthong.hub.catalogue import list_procedures, procedure_history, sync_catalogue, sync_state
 from lienthong.hub.delivery.retry import RetryPolicy
+from lienthong.hub.flows.catalogue import list_procedures, procedure_history, sync_catalogue, sync_state
 from lienthong.hub.store.models import (
     CatalogueAgency,
     CatalogueField,
@@ -197,7 +197,7 @@ def test_fetching_in_worker_processes_gives_the_same_catalogue(conn_home, make_s
     from functools import partial
 
     from lienthong.hub.audit import ledger
-    from lienthong.hub.catalogue import csdl_client
+    from lienthong.hub.flows.catalogue import csdl_client
     from lienthong.hub.store import open_store
 
     server = make_sandbox(procedures=60)
@@ -215,7 +215,7 @@ def test_fetching_in_worker_processes_gives_the_same_catalogue(conn_home, make_s
 
 
 def test_a_watermark_is_kept_with_its_endpoint_and_another_endpoint_needs_a_full_sync(catalogue_env, audit):
-    from lienthong.hub.catalogue import CatalogueEndpointChanged
+    from lienthong.hub.flows.catalogue import CatalogueEndpointChanged
 
     _, first = catalogue_env(procedures=60)
     sync_catalogue(audit.engine, first, retry=FAST_RETRY)

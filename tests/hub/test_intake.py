@@ -9,7 +9,7 @@ from lienthong.connectors.sources.sql import SqlSource
 from lienthong.hub.delivery.engine import deliver_once
 from lienthong.hub.delivery.outbox import stats
 from lienthong.hub.delivery.retry import RetryPolicy
-from lienthong.hub.intake import intake_once, stored_cursor
+from lienthong.hub.flows.intake import intake_once, stored_cursor
 from lienthong.hub.store.models import DeadLetter, OutboxEvent
 from lienthong.mappings.dossier import DossierMapping
 from lienthong.sandbox.onestop import LOCAL_STATUSES, OneStopSimulator, export_files

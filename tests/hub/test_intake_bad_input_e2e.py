@@ -299,7 +299,7 @@ def test_a_refused_row_read_again_is_counted_so_that_read_adds_up(tmp_path, audi
     refused ones among the duplicates: they are already dead letters, and a summary where
     read != enqueued + dead_lettered + duplicates would look like rows were dropped."""
     from lienthong.connectors.sources.sql import SqlSource
-    from lienthong.hub.intake import intake_once
+    from lienthong.hub.flows.intake import intake_once
     from lienthong.hub.store.models import IntakeCursor
     from lienthong.mappings.dossier import DossierMapping
     from sqlalchemy import delete

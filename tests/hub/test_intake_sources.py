@@ -24,7 +24,7 @@ from lienthong.connectors.sources.filedrop import FileDropSource
 from lienthong.connectors.sources.sql import SqlSource
 from lienthong.hub.audit import AuditTrail
 from lienthong.hub.errors import ConfigurationError
-from lienthong.hub.intake import CursorDecision, intake_once, source_states, stored_cursor
+from lienthong.hub.flows.intake import CursorDecision, intake_once, source_states, stored_cursor
 from lienthong.sandbox.onestop import OneStopDatabase, export_files
 from onestop_helpers import (
     advance,

@@ -18,7 +18,7 @@ import pytest
 from lienthong.connectors.sources.base import sql_location
 from lienthong.connectors.sources.config import SourcesFileError, load_sources
 from lienthong.hub.cli import main
-from lienthong.hub.intake import dag_sources, source_states
+from lienthong.hub.flows.intake import dag_sources, source_states
 from lienthong.hub.store import make_engine
 from lienthong.sandbox.onestop import OneStopDatabase, export_files
 from onestop_helpers import agency_db, assert_each_once, change_count

@@ -49,7 +49,7 @@ from pathlib import Path
 import pytest
 from lienthong.connectors.sources.sql import SqlSource
 from lienthong.hub.audit import ledger
-from lienthong.hub.intake import intake_once
+from lienthong.hub.flows.intake import intake_once
 from lienthong.hub.store import open_store
 from lienthong.hub.store.models import OutboxEvent
 from lienthong.mappings.dossier import DossierMapping

@@ -16,19 +16,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..connectors.csdl_tthc import CsdlTthcClient
-from ..connectors.dvc_portal import DvcPortalClient
-from ..connectors.reporting import ReportingClient
-from ..connectors.services import SERVICES
-from ..connectors.soap import Reply, SoapConnector
-from ..sandbox.server import SandboxConfig, SandboxServer
-from ..signing.cli import cmd_keys_init, signer_for, trust_store_for
-from .audit import AuditTrail, ledger
-from .audit.seal import create_seal, verify_ledger
+from ...connectors.csdl_tthc import CsdlTthcClient
+from ...connectors.dvc_portal import DvcPortalClient
+from ...connectors.reporting import ReportingClient
+from ...connectors.services import SERVICES
+from ...connectors.soap import Reply, SoapConnector
+from ...sandbox.server import SandboxConfig, SandboxServer
+from ...signing.cli import cmd_keys_init, signer_for, trust_store_for
+from ..audit import AuditTrail, ledger
+from ..audit.seal import create_seal, verify_ledger
+from ..errors import ConfigurationError, HubError
+from ..settings import Settings
+from ..store import open_store
 from .catalogue import list_procedures, sync_catalogue
-from .errors import ConfigurationError, HubError
-from .settings import Settings
-from .store import open_store
 
 
 class _Recorder:
@@ -47,7 +47,7 @@ class _Recorder:
 
 
 def _portal_time(moment: datetime) -> str:
-    from .envelope import VN_TZ
+    from ..envelope import VN_TZ
 
     return moment.astimezone(VN_TZ).strftime("%Y%m%d%H%M%S")
 
@@ -217,12 +217,12 @@ def _dvc(connector, settings: Settings, now: datetime, context: dict) -> dict:
 
 def _push(connector, settings: Settings, store) -> dict:
     """The main job: dossiers change in the one-stop system, the hub takes them in and delivers them."""
-    from ..connectors.sources.base import SourceCursorUnclaimed
-    from ..connectors.sources.sql import SqlSource
-    from ..sandbox.onestop import OneStopSimulator
-    from .delivery.engine import deliver_once
-    from .delivery.outbox import stats
+    from ...connectors.sources.base import SourceCursorUnclaimed
+    from ...connectors.sources.sql import SqlSource
+    from ...sandbox.onestop import OneStopSimulator
+    from ..delivery.outbox import stats
     from .intake import CursorDecision, intake_once, load_source_mapping
+    from .status_push import drain
 
     url = f"sqlite:///{settings.home / 'sandbox' / 'onestop.db'}"
     simulator = OneStopSimulator(url, seed=1)
@@ -243,14 +243,9 @@ def _push(connector, settings: Settings, store) -> dict:
                 "adopt", "demo: the sandbox one-stop database is the only source this demo home ever read",
                 actor="lienthong demo"))
     portal = DvcPortalClient(connector("dvc_portal"))
-    delivered = messages = dead = lookups = 0
-    while True:
-        summary = deliver_once(store.engine, portal, worker_id="demo", batch_size=50,
-                               sole_feed_since=settings.portal_sole_feed_since or went_live)
-        delivered, messages, dead = delivered + summary.delivered, messages + summary.messages, dead + summary.dead
-        lookups += summary.lookups
-        if summary.claimed == 0 or summary.stopped:
-            break
+    pushed = drain(store, portal, worker_id="demo", batch_size=50,
+                   sole_feed_since=settings.portal_sole_feed_since or went_live)
+    delivered, messages, dead, lookups = pushed.delivered, pushed.messages, pushed.dead, pushed.lookups
     # (freshness is not shown: the simulated one-stop system's clock is not the real one)
     outbox = stats(store.engine)
     return {"_lines": [

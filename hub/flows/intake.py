@@ -30,7 +30,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ..connectors.sources.base import (
+from ...connectors.sources.base import (
     CursorDoesNotFit,
     Source,
     SourceCursorUnclaimed,
@@ -39,11 +39,11 @@ from ..connectors.sources.base import (
     check_source_id,
     derived_source_id,
 )
-from .audit import ledger
-from .delivery.outbox import enqueue, enqueue_rejected
-from .errors import ConfigurationError
-from .store import write_transaction
-from .store.models import IntakeCursor
+from ..audit import ledger
+from ..delivery.outbox import enqueue, enqueue_rejected
+from ..errors import ConfigurationError
+from ..store import write_transaction
+from ..store.models import IntakeCursor
 
 #: the audit ledger's partner and operations for an operator's cursor decision
 DECISION_PARTNER = "hub"
@@ -104,8 +104,8 @@ def load_source_mapping(name_or_path: str, engine: Engine):
 
     from sqlalchemy import func
 
-    from ..mappings.dossier import DossierMapping
-    from .store.models import Procedure
+    from ...mappings.dossier import DossierMapping
+    from ..store.models import Procedure
 
     with Session(engine) as session:
         has_catalogue = session.scalar(select(func.count()).select_from(Procedure)) > 0
@@ -331,8 +331,8 @@ def dag_sources(params: dict, *, environ: Any = None) -> list:
     (``LIENTHONG_ONESTOP_URL`` / ``LIENTHONG_INBOX``) when there is no sources file."""
     import os
 
-    from ..connectors.sources.config import SourceSpec, load_sources, sources_file
-    from .settings import Settings
+    from ...connectors.sources.config import SourceSpec, load_sources, sources_file
+    from ..settings import Settings
 
     env = os.environ if environ is None else environ
     path = sources_file(params.get("sources"), home=Settings.from_env(env).home, environ=env)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..connectors.payload import element
-from ..connectors.services import SERVICES, service
-from ..connectors.soap import SoapConnector
-from .audit import AuditTrail
-from .settings import Settings
-from .store import open_store
+from ...connectors.payload import element
+from ...connectors.services import SERVICES, service
+from ...connectors.soap import SoapConnector
+from ..audit import AuditTrail, ledger
+from ..settings import Settings
+from ..store import open_store
 
 #: service → (operation, payload fields): read-only operations every national service offers.
 PROBES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -29,7 +29,7 @@ def roundtrip(settings: Settings, service_name: str, *, audit: AuditTrail | None
     """One signed exchange with ``service_name``; returns a JSON-able summary or raises a HubError."""
     spec = service(service_name)
     if audit is None:
-        audit = AuditTrail(open_store(settings).engine)
+        audit = ledger(open_store(settings))
     operation, fields = PROBES[spec.name]
     connector = SoapConnector(settings, spec.name, audit=audit)
     reply = connector.call(operation, element(spec.namespace, operation, fields))

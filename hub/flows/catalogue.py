@@ -35,12 +35,12 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ..connectors.csdl_tthc import CsdlTthcClient, ProcedureRef, thutuc_record
-from ..mappings.diff import diff_documents, format_diff
-from ..mappings.procedure import MappingError, Procedure, canonical_json, content_hash, from_national
-from .delivery.retry import RetryPolicy
-from .errors import FatalError, HubError
-from .store.models import (
+from ...connectors.csdl_tthc import CsdlTthcClient, ProcedureRef, thutuc_record
+from ...mappings.diff import diff_documents, format_diff
+from ...mappings.procedure import MappingError, Procedure, canonical_json, content_hash, from_national
+from ..delivery.retry import RetryPolicy
+from ..errors import FatalError, HubError
+from ..store.models import (
     CatalogueAgency,
     CatalogueField,
     ProcedureLink,
@@ -48,7 +48,7 @@ from .store.models import (
     QuarantinedRecord,
     SyncState,
 )
-from .store.models import Procedure as ProcedureRow
+from ..store.models import Procedure as ProcedureRow
 
 STATE_NAME = "tthc"
 SOURCE = "csdl_tthc"
@@ -460,8 +460,8 @@ def sync_state(engine: Engine) -> SyncState | None:
 
 def csdl_client(settings) -> CsdlTthcClient:
     """A catalogue client for ``settings`` with its own store connection: the worker-process factory."""
-    from ..connectors.soap import SoapConnector
-    from .audit import ledger
-    from .store import open_store
+    from ...connectors.soap import SoapConnector
+    from ..audit import ledger
+    from ..store import open_store
 
     return CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=ledger(open_store(settings))))
