@@ -4,7 +4,7 @@ The ledger keeps the exact bytes of every message, and those bytes name citizens
 owner (``ChuHoSo``), their identity-document number (``SoGiayToChuHoSo``, ``DinhDanhCHS/SoDinhDanh``,
 CMND/CCCD), phone and e-mail. An auditor reading the ledger rarely needs them, so every view
 (search table, ``audit show``, dossier timeline, JSON output) shows masked values unless the
-reader asks for them with a reason, which is itself recorded (see ``lienthong.hub.cli_audit_read``).
+reader asks for them with a reason, which is itself recorded (see ``lienthong.hub.cli.audit.read``).
 
 Masking keeps enough to recognise a record without identifying a person:
 

@@ -1,7 +1,7 @@
 """``lienthong audit search | show | dossier | stats``: reading the audit ledger from the command line.
 
 :func:`register` adds the four commands to the ``audit`` sub-parser of ``lienthong.hub.cli``; the
-work is done by :mod:`.audit_query`, :mod:`.masking` and :mod:`.audit_stats`, imported when a
+work is done by :mod:`lienthong.hub.audit.query`, :mod:`~lienthong.hub.audit.masking` and :mod:`~lienthong.hub.audit.stats`, imported when a
 command runs.
 
 Personal data is masked in every output unless ``--unmask --reason "..."`` is given. Unmasking
@@ -24,15 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..console import EXIT_FAILURE, console, err_console, load_settings, parse_moment
+
 #: partner and operation of the ledger entries that record an unmasking
 UNMASK_PARTNER = "hub"
 UNMASK_OPERATION = "AuditUnmask"
-
-
-def _cli():
-    from . import cli
-
-    return cli
 
 
 def operator_identity() -> dict[str, str]:
@@ -47,7 +43,7 @@ def operator_identity() -> dict[str, str]:
 
 def check_unmask(args: argparse.Namespace) -> None:
     """Refuse ``--unmask`` without a reason (and a reason without ``--unmask``) before any work."""
-    from .errors import ConfigurationError
+    from ...errors import ConfigurationError
 
     reason = getattr(args, "reason", None)
     if args.unmask and (reason is None or not reason.strip()):
@@ -59,7 +55,7 @@ def check_unmask(args: argparse.Namespace) -> None:
 
 def record_unmask(store: Any, args: argparse.Namespace, command: str, seqs: list[int]) -> int:
     """Append the ``AuditUnmask`` entry for this command; return its seq. Runs before any output."""
-    from .audit import ledger
+    from ...audit import ledger
 
     body = {
         "action": "audit.unmask",
@@ -79,12 +75,12 @@ def refresh_index(store: Any, *, rebuild: bool = False):
     (the first search on a large ledger parses every entry: about 5,000-10,000 per second)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .audit import ledger
-    from .audit.query import index_position, rebuild_index, update_index
+    from ...audit import ledger
+    from ...audit.query import index_position, rebuild_index, update_index
 
     pending = ledger(store).head()[0] - (0 if rebuild else index_position(store.engine)[0])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=_cli().err_console, transient=True, disable=pending < 20_000) as bar:
+    with Progress(*columns, console=err_console, transient=True, disable=pending < 20_000) as bar:
         task = bar.add_task("indexing dossier and procedure codes", total=None)
 
         def progress(done: int, head: int) -> None:
@@ -94,9 +90,9 @@ def refresh_index(store: Any, *, rebuild: bool = False):
 
 
 def _store():
-    from .store import open_store
+    from ...store import open_store
 
-    return open_store(_cli()._settings())
+    return open_store(load_settings())
 
 
 def _size(n: int) -> str:
@@ -121,24 +117,23 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .audit.masking import Masker
-    from .audit.query import SearchQuery, search
-    from .errors import ConfigurationError
+    from ...audit.masking import Masker
+    from ...audit.query import SearchQuery, search
+    from ...errors import ConfigurationError
 
-    cli = _cli()
     check_unmask(args)
     if args.limit is not None and args.limit < 1:
         raise ConfigurationError(f"--limit must be at least 1, got {args.limit}")
     query = SearchQuery(
         dossier=args.dossier, procedure=args.procedure, partner=args.partner, operation=args.operation,
-        outcome=args.outcome, direction=args.direction, since=cli.parse_moment(args.since, "--since"),
-        until=cli.parse_moment(args.until, "--until", end=True), document=args.document, unparsed=args.unparsed,
+        outcome=args.outcome, direction=args.direction, since=parse_moment(args.since, "--since"),
+        until=parse_moment(args.until, "--until", end=True), document=args.document, unparsed=args.unparsed,
         limit=args.limit, oldest_first=args.oldest_first,
     )
     store = _store()
     if args.reindex:
         report = refresh_index(store, rebuild=True)
-        cli.err_console.print(f"subject index rebuilt: {report.indexed} entries, {report.subjects} codes, "
+        err_console.print(f"subject index rebuilt: {report.indexed} entries, {report.subjects} codes, "
                               f"{report.unparsed} unparsed body(ies) in {report.seconds:.1f} s")
     elif query.dossier or query.procedure or query.unparsed:
         refresh_index(store)
@@ -146,9 +141,9 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
     masker = Masker(enabled=not args.unmask)
     if args.unmask:
         seq = record_unmask(store, args, "audit search " + " ".join(_argv_of(args)), [e.seq for e in entries])
-        cli.err_console.print(f"personal data shown; recorded as audit entry {seq}")
+        err_console.print(f"personal data shown; recorded as audit entry {seq}")
     if args.json:
-        cli.console.print_json(json.dumps([e.as_dict(masker.text) for e in entries], ensure_ascii=False))
+        console.print_json(json.dumps([e.as_dict(masker.text) for e in entries], ensure_ascii=False))
         return 0
     order = "oldest first" if args.oldest_first else "newest first"
     table = Table(title=f"{len(entries)} audit entr{'y' if len(entries) == 1 else 'ies'} ({order})",
@@ -162,9 +157,9 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
         outcome = e.outcome if e.outcome in ("ok", "sent") else f"[red]{escape(e.outcome)}[/]"
         table.add_row(str(e.seq), _when(e.recorded_at), e.direction, escape(e.partner), escape(e.operation),
                       escape(e.document_id or ""), outcome, _ms(e.latency_ms), _size(e.body_size))
-    cli.console.print(table)
+    console.print(table)
     if query.limit is not None and len(entries) == query.limit:
-        cli.console.print(f"[dim]showing the first {query.limit}; use --limit to see more[/]")
+        console.print(f"[dim]showing the first {query.limit}; use --limit to see more[/]")
     return 0
 
 
@@ -187,12 +182,11 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .audit import ledger
-    from .audit.masking import Masker
-    from .audit.query import SignatureCheck, load_entry, verify_entry_signature
-    from .errors import ConfigurationError, HubError
+    from ...audit import ledger
+    from ...audit.masking import Masker
+    from ...audit.query import SignatureCheck, load_entry, verify_entry_signature
+    from ...errors import ConfigurationError, HubError
 
-    cli = _cli()
     check_unmask(args)
     if (args.raw or args.output) and not args.unmask:
         raise ConfigurationError("--raw/--output write the exact stored bytes, which hold personal data: "
@@ -210,25 +204,25 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     if args.unmask:
         seq = record_unmask(store, args, f"audit show {args.seq}" + (" --raw" if args.raw or args.output else ""),
                             [args.seq])
-        cli.err_console.print(f"personal data shown; recorded as audit entry {seq}")
+        err_console.print(f"personal data shown; recorded as audit entry {seq}")
     if args.raw or args.output:
         if detail.raw is None:
             raise ConfigurationError(f"audit entry {args.seq}: {detail.body_problem}")
         if args.output:
             Path(args.output).write_bytes(detail.raw)
-            cli.err_console.print(f"wrote the {len(detail.raw)} bytes of entry {args.seq} to {args.output}")
+            err_console.print(f"wrote the {len(detail.raw)} bytes of entry {args.seq} to {args.output}")
         else:
             sys.stdout.buffer.write(detail.raw)
             sys.stdout.buffer.flush()
         if detail.body_problem:
-            cli.err_console.print(f"[red]warning[/]: {escape(detail.body_problem)}")
-            return cli.EXIT_FAILURE
+            err_console.print(f"[red]warning[/]: {escape(detail.body_problem)}")
+            return EXIT_FAILURE
         return 0
 
     try:
-        from ..signing.cli import trust_store_for
+        from ....signing.cli import trust_store_for
 
-        trust = trust_store_for(cli._settings())
+        trust = trust_store_for(load_settings())
     except HubError as exc:
         signature = SignatureCheck("not_checked", f"cannot load the trust store: {exc}", code=exc.code)
     else:
@@ -240,10 +234,10 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
                   "size": entry.body_size}
     failed = detail.body_problem is not None or signature.status == "invalid"
     if args.json:
-        cli.console.print_json(json.dumps({"entry": entry.as_dict(masker.text), "body_check": body_check,
+        console.print_json(json.dumps({"entry": entry.as_dict(masker.text), "body_check": body_check,
                                            "signature": signature.as_dict(), "masked": not args.unmask,
                                            "body": body_text}, ensure_ascii=False))
-        return cli.EXIT_FAILURE if failed else 0
+        return EXIT_FAILURE if failed else 0
     meta = Table(title=f"audit entry {entry.seq}", show_header=False)
     rows = [("recorded at", entry.recorded_at.isoformat()), ("direction", entry.direction),
             ("partner / operation", f"{entry.partner} / {entry.operation}"),
@@ -253,21 +247,21 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
             ("error", masker.text(entry.error) or "-"), ("body", f"{entry.body_size} bytes, sha256 {entry.body_sha256}")]
     for label, value in rows:
         meta.add_row(label, escape(value))
-    cli.console.print(meta)
+    console.print(meta)
     if detail.body_problem is None:
-        cli.console.print("[green]body intact[/]: the stored bytes match body_sha256")
+        console.print("[green]body intact[/]: the stored bytes match body_sha256")
     else:
-        cli.console.print(f"[red]body does not match its record[/]: {escape(detail.body_problem)}")
+        console.print(f"[red]body does not match its record[/]: {escape(detail.body_problem)}")
     colour = {"valid": "green", "invalid": "red"}.get(signature.status, "yellow")
     at = f" (certificates checked at {signature.verified_at.isoformat()})" if signature.verified_at else ""
     code = f" [{signature.code}]" if signature.code and signature.status == "invalid" else ""
-    cli.console.print(f"[{colour}]signature {signature.status}[/]{escape(code)}: {escape(signature.message)}{at}")
+    console.print(f"[{colour}]signature {signature.status}[/]{escape(code)}: {escape(signature.message)}{at}")
     if signature.signer_agency:
-        cli.console.print(f"  signer agency {escape(signature.signer_agency)}")
-    cli.console.print(f"\n[bold]message[/] ({'personal data masked' if not args.unmask else 'unmasked'}; "
+        console.print(f"  signer agency {escape(signature.signer_agency)}")
+    console.print(f"\n[bold]message[/] ({'personal data masked' if not args.unmask else 'unmasked'}; "
                       "--raw --unmask for the exact bytes):")
-    cli.console.print(escape(body_text) or "[dim](empty)[/]", soft_wrap=True)
-    return cli.EXIT_FAILURE if failed else 0
+    console.print(escape(body_text) or "[dim](empty)[/]", soft_wrap=True)
+    return EXIT_FAILURE if failed else 0
 
 
 # --- audit dossier ----------------------------------------------------------------------------------
@@ -275,7 +269,7 @@ def _status_label(code: str | None) -> str:
     if not code:
         return ""
     try:
-        from ..mappings.tables import load_table
+        from ....mappings.tables import load_table
 
         return f"{code} {load_table('dossier_status').label(int(code))}"
     except Exception:  # noqa: BLE001 - an unknown code is shown as it was sent
@@ -285,11 +279,10 @@ def _status_label(code: str | None) -> str:
 def cmd_audit_dossier(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from .audit.masking import Masker
-    from .audit.query import dossier_timeline
-    from .errors import ConfigurationError
+    from ...audit.masking import Masker
+    from ...audit.query import dossier_timeline
+    from ...errors import ConfigurationError
 
-    cli = _cli()
     check_unmask(args)
     store = _store()
     refresh_index(store)
@@ -305,7 +298,7 @@ def cmd_audit_dossier(args: argparse.Namespace) -> int:
     if args.unmask:
         seqs = sorted(e.seq for item in items for e in (item.request, item.reply) if e is not None)
         seq = record_unmask(store, args, f"audit dossier {args.code}", seqs)
-        cli.err_console.print(f"personal data shown; recorded as audit entry {seq}")
+        err_console.print(f"personal data shown; recorded as audit entry {seq}")
 
     def masked(records: list[dict[str, str]]) -> list[dict[str, str | None]]:
         return [{k: masker.field(k, v) for k, v in r.items()} for r in records]
@@ -320,12 +313,12 @@ def cmd_audit_dossier(args: argparse.Namespace) -> int:
                 "answer": masker.text(item.answer),
                 "request_records": masked(item.request_records), "reply_records": masked(item.reply_records),
             })
-        cli.console.print_json(json.dumps({"dossier": args.code, "masked": not args.unmask, "unparsed": unparsed,
+        console.print_json(json.dumps({"dossier": args.code, "masked": not args.unmask, "unparsed": unparsed,
                                            "exchanges": out}, ensure_ascii=False))
         return 0
     # One block per exchange rather than a wide table: steps and answers are sentences, and the
     # timeline must stay readable in an 80-column terminal.
-    cli.console.print(f"[bold]dossier {escape(args.code)}[/]: {len(items)} exchange(s), in ledger order "
+    console.print(f"[bold]dossier {escape(args.code)}[/]: {len(items)} exchange(s), in ledger order "
                       f"({'personal data masked' if not args.unmask else 'unmasked'})")
     for item in items:
         seqs = "/".join(str(e.seq) for e in (item.request, item.reply) if e is not None)
@@ -333,22 +326,22 @@ def cmd_audit_dossier(args: argparse.Namespace) -> int:
         latency = f"  {_ms(item.reply.latency_ms)}" if item.reply and item.reply.latency_ms is not None else ""
         if item.request is None:
             latency += "  [dim](reply without a recorded request)[/]"
-        cli.console.print(f"\n[bold]#{seqs}[/]  {_when(item.first.recorded_at)}  {escape(item.first.operation)}"
+        console.print(f"\n[bold]#{seqs}[/]  {_when(item.first.recorded_at)}  {escape(item.first.operation)}"
                           f"  {outcome}{latency}")
-        cli.console.print(f"      DocumentId {escape(item.first.document_id or '-')} (attempt {item.first.attempt})")
+        console.print(f"      DocumentId {escape(item.first.document_id or '-')} (attempt {item.first.attempt})")
         if item.status:
-            cli.console.print(f"      status {escape(_status_label(item.status))}")
+            console.print(f"      status {escape(_status_label(item.status))}")
         for s in item.steps:
             text = masker.text(s.get("NoiDungXuLy", "")) or ""
-            cli.console.print(f"      step {escape(_status_label(s.get('TrangThai')))}"
+            console.print(f"      step {escape(_status_label(s.get('TrangThai')))}"
                               f"{' at ' + escape(s['ThoiDiemXuLy']) if s.get('ThoiDiemXuLy') else ''}: {escape(text)}")
         if item.answer:
-            cli.console.print(f"      answer {escape(masker.text(item.answer) or '')}")
+            console.print(f"      answer {escape(masker.text(item.answer) or '')}")
         error = (item.reply or item.first).error
         if error:
-            cli.console.print(f"      [red]error[/] {escape(masker.text(error) or '')}")
+            console.print(f"      [red]error[/] {escape(masker.text(error) or '')}")
     if unparsed:
-        cli.console.print(f"[yellow]{unparsed} ledger body(ies) could not be parsed and may hide messages about "
+        console.print(f"[yellow]{unparsed} ledger body(ies) could not be parsed and may hide messages about "
                           "this dossier[/] ('lienthong audit search --unparsed')")
     return 0
 
@@ -357,16 +350,15 @@ def cmd_audit_dossier(args: argparse.Namespace) -> int:
 def cmd_audit_stats(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from .audit.stats import compute_stats
-    from .errors import ConfigurationError
+    from ...audit.stats import compute_stats
+    from ...errors import ConfigurationError
 
-    cli = _cli()
     if args.json and args.csv:
         raise ConfigurationError("choose one of --json and --csv")
-    stats = compute_stats(_store().engine, since=cli.parse_moment(args.since, "--since"),
-                          until=cli.parse_moment(args.until, "--until", end=True))
+    stats = compute_stats(_store().engine, since=parse_moment(args.since, "--since"),
+                          until=parse_moment(args.until, "--until", end=True))
     if args.json:
-        cli.console.print_json(json.dumps(stats.as_dict(), ensure_ascii=False))
+        console.print_json(json.dumps(stats.as_dict(), ensure_ascii=False))
         return 0
     if args.csv:
         sys.stdout.write(stats.to_csv())
@@ -381,7 +373,7 @@ def cmd_audit_stats(args: argparse.Namespace) -> int:
     for p in stats.partners:
         partners.add_row(p.partner, str(p.messages), str(p.failures) if not p.failures else f"[red]{p.failures}[/]",
                          _size(p.bytes_out), _size(p.bytes_in), _ms(p.latency_p50_ms), _ms(p.latency_p95_ms))
-    cli.console.print(partners)
+    console.print(partners)
     ops = Table(title="by operation (latency of replies)")
     for col in ("partner", "operation", "requests", "replies", "outcomes", "failures", "p50", "p95"):
         ops.add_column(col, justify="right" if col in ("requests", "replies", "failures", "p50", "p95") else "left")
@@ -389,7 +381,7 @@ def cmd_audit_stats(args: argparse.Namespace) -> int:
         ops.add_row(o.partner, o.operation, str(o.requests), str(o.replies),
                     ", ".join(f"{k} {v}" for k, v in sorted(o.outcomes.items())), str(o.failures),
                     _ms(o.latency_p50_ms), _ms(o.latency_p95_ms))
-    cli.console.print(ops)
+    console.print(ops)
     return 0
 
 

@@ -1,6 +1,6 @@
 """``lienthong audit verify|seal|export|exports|verify-archive|prune``: the ledger's integrity commands.
 
-Registered on the ``audit`` sub-command by :func:`register` (called from ``hub/cli.py``). Each
+Registered on the ``audit`` sub-command by :func:`register` (called from :mod:`lienthong.hub.cli.audit`). Each
 command prints a short human summary, or with ``--json`` one JSON object, and exits 1 with one
 specific line naming the entry, seal, tombstone or archive file at fault.
 """
@@ -14,19 +14,19 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import EXIT_FAILURE, _settings, console, err_console
+from ..console import EXIT_FAILURE, console, err_console, load_settings
 
 __all__ = ["register"]
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from ..signing.cli import trust_store_for
-    from .audit.seal import verify_ledger
-    from .audit.tsa import token_checker
-    from .errors import ConfigurationError
-    from .store import open_store
+    from ....signing.cli import trust_store_for
+    from ...audit.seal import verify_ledger
+    from ...audit.tsa import token_checker
+    from ...errors import ConfigurationError
+    from ...store import open_store
 
-    settings = _settings()
+    settings = load_settings()
     store = open_store(settings)
     try:
         trust = trust_store_for(settings)
@@ -57,12 +57,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_seal(args: argparse.Namespace) -> int:
-    from ..signing.cli import signer_for
-    from .audit.seal import create_seal
-    from .audit.tsa import timestamper_for
-    from .store import open_store
+    from ....signing.cli import signer_for
+    from ...audit.seal import create_seal
+    from ...audit.tsa import timestamper_for
+    from ...store import open_store
 
-    settings = _settings()
+    settings = load_settings()
     result = create_seal(open_store(settings).engine, signer_for(settings), force=args.force,
                          timestamper=timestamper_for(settings))
     if args.json:
@@ -79,12 +79,12 @@ def cmd_audit_seal(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from ..signing.cli import signer_for
-    from .audit.archive import export_archive, parse_when
-    from .audit.tsa import timestamper_for
-    from .store import open_store
+    from ....signing.cli import signer_for
+    from ...audit.archive import export_archive, parse_when
+    from ...audit.tsa import timestamper_for
+    from ...store import open_store
 
-    settings = _settings()
+    settings = load_settings()
     result = export_archive(
         open_store(settings).engine, signer_for(settings), Path(args.out), ca_paths=settings.trust_anchor_paths,
         start=parse_when(args.date_from) if args.date_from else None,
@@ -107,7 +107,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify_archive(args: argparse.Namespace) -> int:
-    from .audit.archive import verify_archive
+    from ...audit.archive import verify_archive
 
     report = verify_archive(Path(args.archive), Path(args.ca), previous=Path(args.previous) if args.previous else None,
                             hub_agency=args.agency)
@@ -132,12 +132,12 @@ def cmd_audit_verify_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_prune(args: argparse.Namespace) -> int:
-    from ..signing.cli import signer_for, trust_store_for
-    from .audit.archive import parse_when
-    from .audit.seal import _ranges_text, plan_prune, prune
-    from .store import open_store
+    from ....signing.cli import signer_for, trust_store_for
+    from ...audit.archive import parse_when
+    from ...audit.seal import _ranges_text, plan_prune, prune
+    from ...store import open_store
 
-    settings = _settings()
+    settings = load_settings()
     engine = open_store(settings).engine
     before = parse_when(args.before)
     plan = plan_prune(engine, before)
@@ -169,10 +169,10 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
 def cmd_audit_exports(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from .store import open_store
-    from .store.models import AuditExport, AuditTombstone
+    from ...store import open_store
+    from ...store.models import AuditExport, AuditTombstone
 
-    engine = open_store(_settings()).engine
+    engine = open_store(load_settings()).engine
     exports, tombs = AuditExport.__table__, AuditTombstone.__table__
     with engine.connect() as conn:
         rows = conn.execute(select(exports).order_by(exports.c.id)).all()
