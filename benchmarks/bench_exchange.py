@@ -112,6 +112,7 @@ _MODULE_STAGES = [
     ("frame SOAP request", soap_module, "wrap_soap"),
     ("parse SOAP reply", soap_module, "unwrap_soap"),
     ("parse SOAP reply", soap_module, "body_bytes"),
+    ("decode answer fields (port)", soap_module, "answer_fields"),
     ("validate reply (XSD)", inbound_module, "validate"),
     ("check reply prefixes + header", inbound_module, "check_prefixes"),
     ("check reply prefixes + header", inbound_module, "parse_envelope"),
@@ -436,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not listing.items or len(codes) >= listing.total:
                     break
                 page += 1
-            sample = client.procedure_reply(codes[0])
+            sample = client.procedure_answer(codes[0])
             identity = load_identity(settings.signing_key_path, password.encode())
             request_c14n = etree.tostring(
                 etree.fromstring(body_bytes(sample.request_bytes) or sample.request_bytes),

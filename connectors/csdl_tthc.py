@@ -13,25 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lxml import etree
+from .port import PartnerAnswer, PartnerCall, PartnerTransport, expect_service
+from .services import CSDL_TTHC, THUTUC_LISTS
 
-from .payload import element, to_dict
-from .services import CSDL_TTHC
-from .soap import Reply, SoapConnector
-
-NS = CSDL_TTHC.namespace
-_N = "{%s}" % NS
-
-
-def _el(tag, content=None):
-    return element(NS, tag, content, prefix="tthc")
-
-
-#: element names that are lists in LayThuTuc records, even when only one occurs
-THUTUC_LISTS = frozenset({
-    "CAPTHUCHIEN", "LINHVUCTHUCHIEN", "COQUANTHUCHIEN", "TRINHTUTHUCHIEN", "CACHTHUCTHUCHIEN",
-    "THOIGIAN", "PHILEPHI", "THANHPHANHOSO", "GIAYTO", "DOITUONGTHUCHIEN", "KETQUATHUCHIEN", "CANCUPHAPLY",
-})
+__all__ = ["THUTUC_LISTS", "CsdlTthcClient", "ProcedurePage", "ProcedureRef", "thutuc_record"]
 
 
 @dataclass(frozen=True)
@@ -50,56 +35,50 @@ class ProcedurePage:
 
 
 class CsdlTthcClient:
-    def __init__(self, connector: SoapConnector):
-        if connector.spec is not CSDL_TTHC:
-            raise ValueError("CsdlTthcClient needs a connector for csdl_tthc")
-        self.connector = connector
+    def __init__(self, transport: PartnerTransport):
+        self.transport = expect_service(transport, CSDL_TTHC, "CsdlTthcClient")
+
+    def _ask(self, operation: str, params: dict[str, Any] | None = None, **kwargs: Any) -> PartnerAnswer:
+        return self.transport.handle(PartnerCall(operation, params or {}, **kwargs))
 
     @property
     def endpoint(self) -> str:
         """The address this client reads, without credentials: the catalogue's watermark is kept with it."""
         from urllib.parse import urlsplit, urlunsplit
 
-        parts = urlsplit(self.connector.address)
+        parts = urlsplit(self.transport.address)
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
     def list_page(self, page: int, page_size: int, *, changed_since: datetime | None = None,
                   correlation_id: str | None = None) -> ProcedurePage:
-        reply = self.connector.call("LayDanhSachTTHC", _el("LayDanhSachTTHC", {
-            "TuNgay": changed_since, "Trang": page, "SoBanGhi": page_size,
-        }), correlation_id=correlation_id)
-        p = reply.payload
+        p = self._ask("LayDanhSachTTHC", {"TuNgay": changed_since, "Trang": page, "SoBanGhi": page_size},
+                      correlation_id=correlation_id).result
         items = tuple(
-            ProcedureRef(code=el.findtext(_N + "MATTHC"),
-                         modified=datetime.fromisoformat(el.findtext(_N + "NGAYCAPNHAT")),
-                         status=el.findtext(_N + "TRANGTHAI"))
-            for el in p.iterfind(_N + "TTHC")
+            ProcedureRef(code=item.get("MATTHC"), modified=datetime.fromisoformat(item.get("NGAYCAPNHAT")),
+                         status=item.get("TRANGTHAI"))
+            for item in p.get("TTHC", [])
         )
-        return ProcedurePage(total=int(p.findtext(_N + "TongSo")), page=int(p.findtext(_N + "Trang")),
-                             page_size=int(p.findtext(_N + "SoBanGhi")), items=items)
+        return ProcedurePage(total=int(p["TongSo"]), page=int(p["Trang"]), page_size=int(p["SoBanGhi"]), items=items)
 
-    def procedure_reply(self, code: str, *, correlation_id: str | None = None) -> Reply:
-        """The verified reply for one procedure (keeps the raw record for quarantine/versioning)."""
-        return self.connector.call("LayThuTuc", _el("LayThuTuc", {"MATTHC": code}),
-                                   correlation_id=correlation_id)
+    def procedure_answer(self, code: str, *, correlation_id: str | None = None) -> PartnerAnswer:
+        """The answer for one procedure (its raw bytes are kept for quarantine and versioning)."""
+        return self._ask("LayThuTuc", {"MATTHC": code}, correlation_id=correlation_id)
 
     def procedure(self, code: str, *, correlation_id: str | None = None) -> dict[str, Any]:
-        return thutuc_record(self.procedure_reply(code, correlation_id=correlation_id).payload)
+        return thutuc_record(self.procedure_answer(code, correlation_id=correlation_id).result)
 
     def agencies(self) -> list[dict[str, str]]:
-        reply = self.connector.call("LayDanhMucCoQuan", _el("LayDanhMucCoQuan"))
-        return [to_dict(el) for el in reply.payload.iterfind(_N + "CoQuan")]
+        return self._ask("LayDanhMucCoQuan").result.get("CoQuan", [])
 
     def fields(self) -> list[dict[str, str]]:
-        reply = self.connector.call("LayDanhMucLinhVuc", _el("LayDanhMucLinhVuc"))
-        return [to_dict(el) for el in reply.payload.iterfind(_N + "LinhVuc")]
+        return self._ask("LayDanhMucLinhVuc").result.get("LinhVuc", [])
 
 
-def thutuc_record(payload: etree._Element) -> dict[str, Any]:
-    """``LayThuTucResult/ThuTuc`` as nested dicts with national upper-case keys."""
-    thutuc = payload.find(_N + "ThuTuc")
-    if thutuc is None:
+def thutuc_record(result: dict[str, Any]) -> dict[str, Any]:
+    """The ``ThuTuc`` of a LayThuTuc answer: nested dicts with national upper-case keys."""
+    record = result.get("ThuTuc")
+    if not isinstance(record, dict):
         raise ValueError("LayThuTucResult has no ThuTuc")
-    return to_dict(thutuc, lists=THUTUC_LISTS)
+    return record

@@ -18,17 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .payload import element
+from .port import PartnerCall, PartnerTransport, expect_service
 from .services import DVC_PORTAL
-from .soap import SoapConnector
-
-NS = DVC_PORTAL.namespace
-_N = "{%s}" % NS
-
-
-def _el(tag, content=None):
-    return element(NS, tag, content, prefix="dvc")
-
 
 #: DongBoHoSoMC/HoSo fields in schema order (DOMAIN.md, portal spelling)
 HOSO_FIELDS = (
@@ -78,43 +69,38 @@ class UploadedResult:
 
 
 class DvcPortalClient:
-    def __init__(self, connector: SoapConnector):
-        if connector.spec is not DVC_PORTAL:
-            raise ValueError("DvcPortalClient needs a connector for dvc_portal")
-        self.connector = connector
+    def __init__(self, transport: PartnerTransport):
+        self.transport = expect_service(transport, DVC_PORTAL, "DvcPortalClient")
 
-    def _results(self, payload) -> list[ItemResult]:
-        return [ItemResult(el.findtext(_N + "MaHoSo"), el.findtext(_N + "MaLoi"), el.findtext(_N + "MoTa") or "")
-                for el in payload.iterfind(_N + "KetQua")]
+    def _ask(self, operation: str, params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self.transport.handle(PartnerCall(operation, params, **kwargs)).result
+
+    @staticmethod
+    def _results(result: dict[str, Any]) -> list[ItemResult]:
+        return [ItemResult(item.get("MaHoSo"), item.get("MaLoi"), item.get("MoTa") or "")
+                for item in result.get("KetQua", [])]
 
     def sync_dossiers(self, dossiers: list[dict[str, Any]], *, is_updating: bool,
                       document_id: str | None = None, correlation_id: str | None = None,
                       attempt: int = 1) -> list[ItemResult]:
-        payload = _el("DongBoHoSoMC", {
+        return self._results(self._ask("DongBoHoSoMC", {
             "isUpdating": is_updating,
             "HoSo": [_ordered(d, HOSO_FIELDS, f"dossier {d.get('MaHoSo')}") for d in dossiers],
-        })
-        reply = self.connector.call("DongBoHoSoMC", payload, document_id=document_id,
-                                    correlation_id=correlation_id, attempt=attempt)
-        return self._results(reply.payload)
+        }, document_id=document_id, correlation_id=correlation_id, attempt=attempt))
 
     def update_progress(self, steps: list[dict[str, Any]], *, document_id: str | None = None,
                         correlation_id: str | None = None, attempt: int = 1) -> list[ItemResult]:
-        payload = _el("CapNhatTienDoHoSoMC", {
+        return self._results(self._ask("CapNhatTienDoHoSoMC", {
             "QuaTrinhXuLy": [_ordered(s, QUATRINH_FIELDS, f"step of {s.get('MaHoSo')}") for s in steps],
-        })
-        reply = self.connector.call("CapNhatTienDoHoSoMC", payload, document_id=document_id,
-                                    correlation_id=correlation_id, attempt=attempt)
-        return self._results(reply.payload)
+        }, document_id=document_id, correlation_id=correlation_id, attempt=attempt))
 
     def lookup(self, ma_ho_so: str) -> dict[str, Any]:
-        reply = self.connector.call("TraCuuHoSo", _el("TraCuuHoSo", {"MaHoSo": ma_ho_so}))
-        p = reply.payload
+        p = self._ask("TraCuuHoSo", {"MaHoSo": ma_ho_so})
         return {
-            "MaHoSo": p.findtext(_N + "MaHoSo"),
-            "TonTai": p.findtext(_N + "TonTai") in ("true", "1"),
-            "TrangThaiHoSo": p.findtext(_N + "TrangThaiHoSo"),
-            "NgayCapNhat": p.findtext(_N + "NgayCapNhat"),
+            "MaHoSo": p.get("MaHoSo"),
+            "TonTai": p.get("TonTai") in ("true", "1"),
+            "TrangThaiHoSo": p.get("TrangThaiHoSo"),
+            "NgayCapNhat": p.get("NgayCapNhat"),
         }
 
     def upload_result(self, ma_ho_so: str, source: Path | bytes, *, file_name: str, mime_type: str,
@@ -136,27 +122,24 @@ class DvcPortalClient:
             for block in iter(lambda: fh.read(1024 * 1024), b""):
                 digest.update(block)
         sha = digest.hexdigest()
-        start = self.connector.call("BatDauTaiTepKetQua", _el("BatDauTaiTepKetQua", {
+        start = self._ask("BatDauTaiTepKetQua", {
             "MaHoSo": ma_ho_so, "MaGiayToKetQua": ma_giay_to_ket_qua, "TenTep": file_name,
             "KieuTep": mime_type, "KichThuoc": size, "SHA256": sha,
-        })).payload
-        session = start.findtext(_N + "MaPhienTai")
-        received = resumed_from = int(start.findtext(_N + "DaNhan") or 0)
+        })
+        session = start.get("MaPhienTai")
+        received = resumed_from = int(start.get("DaNhan") or 0)
         with opener() as fh:
             fh.seek(received)
             while received < size:
                 chunk = _read_exact(fh, min(chunk_size, size - received))
-                answer = self.connector.call("TaiPhanTepKetQua", _el("TaiPhanTepKetQua", {
+                answer = self._ask("TaiPhanTepKetQua", {
                     "MaPhienTai": session, "ViTri": received, "DuLieu": _b64(chunk),
-                }), correlation_id=session).payload
-                received = int(answer.findtext(_N + "DaNhan"))
+                }, correlation_id=session)
+                received = int(answer["DaNhan"])
                 fh.seek(received)
-        done = self.connector.call("KetThucTaiTepKetQua", _el("KetThucTaiTepKetQua", {
-            "MaPhienTai": session, "SHA256": sha,
-        }), correlation_id=session).payload
-        return UploadedResult(giay_to_id=done.findtext(_N + "GiayToId"),
-                              url=done.findtext(_N + "DuongDanTepTinKetQua"),
-                              sha256=done.findtext(_N + "SHA256"), size=size, resumed_from=resumed_from)
+        done = self._ask("KetThucTaiTepKetQua", {"MaPhienTai": session, "SHA256": sha}, correlation_id=session)
+        return UploadedResult(giay_to_id=done.get("GiayToId"), url=done.get("DuongDanTepTinKetQua"),
+                              sha256=done.get("SHA256"), size=size, resumed_from=resumed_from)
 
 
 def _read_exact(fh: BinaryIO, n: int) -> bytes:

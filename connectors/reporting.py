@@ -9,17 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .payload import element
+from .port import PartnerCall, PartnerTransport, expect_service
 from .services import BAOCAO
-from .soap import SoapConnector
-
-NS = BAOCAO.namespace
-_N = "{%s}" % NS
-
-
-def _el(tag, content=None):
-    return element(NS, tag, content, prefix="bc")
-
 
 #: ChiTieu fields in schema order
 CHITIEU_FIELDS = (
@@ -38,10 +29,8 @@ class ReportStatus:
 
 
 class ReportingClient:
-    def __init__(self, connector: SoapConnector):
-        if connector.spec is not BAOCAO:
-            raise ValueError("ReportingClient needs a connector for baocao")
-        self.connector = connector
+    def __init__(self, transport: PartnerTransport):
+        self.transport = expect_service(transport, BAOCAO, "ReportingClient")
 
     def send_report(self, *, period_kind: str, year: int, period: int, agency_code: str,
                     rows: list[dict[str, Any]], document_id: str | None = None) -> ReportStatus:
@@ -49,15 +38,13 @@ class ReportingClient:
             unknown = set(row) - set(CHITIEU_FIELDS)
             if unknown:
                 raise ValueError(f"report row has unknown figures: {', '.join(sorted(unknown))}")
-        payload = _el("GuiBaoCao", {
+        p = self.transport.handle(PartnerCall("GuiBaoCao", {
             "KyBaoCao": {"LoaiKy": period_kind, "Nam": year, "Ky": period},
             "MaCoQuan": agency_code,
             "ChiTieu": [{k: r[k] for k in CHITIEU_FIELDS if k in r} for r in rows],
-        })
-        p = self.connector.call("GuiBaoCao", payload, document_id=document_id).payload
-        return ReportStatus(p.findtext(_N + "MaBaoCao"), p.findtext(_N + "TrangThai"), p.findtext(_N + "ThoiDiemNhan"))
+        }, document_id=document_id)).result
+        return ReportStatus(p.get("MaBaoCao"), p.get("TrangThai"), p.get("ThoiDiemNhan"))
 
     def report_status(self, ma_bao_cao: str) -> ReportStatus:
-        p = self.connector.call("LayTrangThaiBaoCao", _el("LayTrangThaiBaoCao", {"MaBaoCao": ma_bao_cao})).payload
-        return ReportStatus(p.findtext(_N + "MaBaoCao"), p.findtext(_N + "TrangThai"),
-                            p.findtext(_N + "ThoiDiemNhan"), p.findtext(_N + "GhiChu"))
+        p = self.transport.handle(PartnerCall("LayTrangThaiBaoCao", {"MaBaoCao": ma_bao_cao})).result
+        return ReportStatus(p.get("MaBaoCao"), p.get("TrangThai"), p.get("ThoiDiemNhan"), p.get("GhiChu"))

@@ -25,6 +25,13 @@ def schemas_dir() -> Path:
     return Path(str(resources.files("lienthong.schemas")))
 
 
+#: fields of a LayThuTuc record (``ThuTuc``) that are lists, even when only one occurs
+THUTUC_LISTS = frozenset({
+    "CAPTHUCHIEN", "LINHVUCTHUCHIEN", "COQUANTHUCHIEN", "TRINHTUTHUCHIEN", "CACHTHUCTHUCHIEN",
+    "THOIGIAN", "PHILEPHI", "THANHPHANHOSO", "GIAYTO", "DOITUONGTHUCHIEN", "KETQUATHUCHIEN", "CANCUPHAPLY",
+})
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str  # the hub's short name, also the audit "partner"
@@ -38,9 +45,17 @@ class ServiceSpec:
     #: the largest reply (decoded bytes) each operation may have; others: DEFAULT_REPLY_LIMIT. A reply
     #: over it is abandoned as it arrives (``LIENTHONG_MAX_REPLY_BYTES`` sets one limit for all)
     reply_limits: Mapping[str, int] = field(default_factory=dict)
+    #: the prefix of the payload namespace in the XML the hub writes (``tthc:``, ``dvc:``, ``bc:``)
+    prefix: str | None = None
+    #: per operation, the answer's fields that are lists even when one item (or none) came: in XML a
+    #: repeated element cannot say so itself; JSON says it with its own arrays
+    repeated: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def reply_limit(self, operation: str) -> int:
         return self.reply_limits.get(operation, DEFAULT_REPLY_LIMIT)
+
+    def repeated_in(self, operation: str) -> frozenset[str]:
+        return self.repeated.get(operation, frozenset())
 
     @property
     def wsdl_path(self) -> Path:
@@ -63,6 +78,9 @@ CSDL_TTHC = ServiceSpec(
     # a page of the procedure list and the agency list are the largest answers the hub reads
     reply_limits={"LayDanhSachTTHC": 16 * MiB, "LayDanhMucCoQuan": 16 * MiB, "LayDanhMucLinhVuc": 4 * MiB,
                   "LayThuTuc": 4 * MiB},
+    prefix="tthc",
+    repeated={"LayDanhSachTTHC": frozenset({"TTHC"}), "LayThuTuc": THUTUC_LISTS,
+              "LayDanhMucCoQuan": frozenset({"CoQuan"}), "LayDanhMucLinhVuc": frozenset({"LinhVuc"})},
 )
 DVC_PORTAL = ServiceSpec(
     name="dvc_portal",
@@ -76,6 +94,8 @@ DVC_PORTAL = ServiceSpec(
                 "BatDauTaiTepKetQua", "TaiPhanTepKetQua", "KetThucTaiTepKetQua"),
     # one result per dossier of a batch (up to 500)
     reply_limits={"DongBoHoSoMC": 4 * MiB, "CapNhatTienDoHoSoMC": 4 * MiB},
+    prefix="dvc",
+    repeated={"DongBoHoSoMC": frozenset({"KetQua"}), "CapNhatTienDoHoSoMC": frozenset({"KetQua"})},
 )
 BAOCAO = ServiceSpec(
     name="baocao",
@@ -86,6 +106,7 @@ BAOCAO = ServiceSpec(
     path="/baocao",
     airflow_conn_id="lienthong_baocao",
     operations=("GuiBaoCao", "LayTrangThaiBaoCao"),
+    prefix="bc",
 )
 
 SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (CSDL_TTHC, DVC_PORTAL, BAOCAO)}

@@ -1,6 +1,10 @@
-"""The thin SOAP client every national connector is built on.
+"""The SOAP transport: the first implementation of the partner port (:mod:`.transport`).
 
-One call = build the envelope → check it against the service's XSD → sign it → frame it in SOAP →
+:meth:`SoapConnector.handle` takes a :class:`~.transport.PartnerCall` (operation and fields), writes
+the fields as the service's payload element and makes the exchange below; the verified reply's
+payload comes back as the answer's fields (:class:`~.transport.PartnerAnswer`). Signing, the schema
+check, the audit and the classification of failures into the hub's error tree all happen on this
+side of the port, so a partner module never sees XML. One call = build the envelope → check it against the service's XSD → sign it → frame it in SOAP →
 record it in the audit trail → POST it → record the reply → classify the answer → verify the
 reply's signature → check the reply's schema and addressing. In that order, synchronously:
 nothing reaches the wire unsigned or unaudited, and nothing is handed back unverified.
@@ -51,6 +55,8 @@ from ..signing.cli import signer_for, trust_store_for
 from ..signing.signer import Signer
 from ..signing.verifier import VerifiedDocument, Verifier
 from .http import HttpClient, HttpLimits, HttpReply
+from .payload import element, to_dict
+from .port import PartnerAnswer, PartnerCall
 from .services import ServiceSpec, service
 from .soapframe import unwrap_soap, wrap_soap
 
@@ -116,7 +122,8 @@ class Reply:
 
 
 class SoapConnector:
-    """Talks to one national service. Thread-safe; keep one per service per process."""
+    """Talks to one national service over SOAP/edXML (a :class:`~.transport.PartnerTransport`).
+    Thread-safe; keep one per service per process."""
 
     def __init__(
         self,
@@ -159,6 +166,19 @@ class SoapConnector:
     def _post(self, action: str, message: bytes, limits: HttpLimits) -> HttpReply:
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
         return self._http().post(self.address, message, headers, limits, content_types=XML_CONTENT_TYPES)
+
+    # --- the partner port --------------------------------------------------------------------
+    def handle(self, call: PartnerCall) -> PartnerAnswer:
+        """One operation as a partner module asks for it: fields in, the verified answer's fields out."""
+        payload = element(self.spec.namespace, call.operation, call.params, prefix=self.spec.prefix)
+        reply = self.call(call.operation, payload, document_id=call.document_id,
+                          correlation_id=call.correlation_id, attempt=call.attempt)
+        return PartnerAnswer(
+            operation=call.operation, result=answer_fields(self.spec, call.operation, reply.payload),
+            request_document_id=reply.request_document_id, reply_document_id=reply.envelope.document_id,
+            latency_ms=reply.latency_ms, audit_seqs=reply.audit_seqs, request_bytes=reply.request_bytes,
+            response_bytes=reply.response_bytes, signer_subject=reply.signer.signer_subject,
+            signer_agency=reply.signer.signer_agency)
 
     # --- one exchange -----------------------------------------------------------------------
     def call(
@@ -257,6 +277,12 @@ class SoapConnector:
         if env.subject != operation:
             raise UnexpectedResponse(f"reply is for operation {env.subject}, not {operation}")
         return accepted.verified, env
+
+
+def answer_fields(spec: ServiceSpec, operation: str, payload: etree._Element) -> dict:
+    """A reply payload (``{operation}Result``) as the answer's fields: local names, leaf text,
+    sub-records as dicts, the operation's repeated fields as lists however many came."""
+    return to_dict(payload, lists=spec.repeated_in(operation))
 
 
 def _document_id(envelope: etree._Element) -> str:

@@ -70,11 +70,8 @@ def lienthong_tthc_sync():
         """One catalogue sync; returns its summary (counts, watermark, duration)."""
         from datetime import UTC, datetime
 
-        from lienthong.connectors.csdl_tthc import CsdlTthcClient
-        from lienthong.connectors.soap import SoapConnector
         from lienthong.hub.airflow_conn import settings_from_airflow
-        from lienthong.hub.audit import ledger
-        from lienthong.hub.flows.catalogue import sync_catalogue
+        from lienthong.hub.flows.catalogue import open_catalogue, sync_catalogue
         from lienthong.hub.store import open_store
 
         params = params or {}
@@ -84,8 +81,7 @@ def lienthong_tthc_sync():
             since_dt = since_dt.replace(tzinfo=UTC)
         settings = settings_from_airflow("csdl_tthc")
         store = open_store(settings)
-        client = CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=ledger(store)))
-        summary = sync_catalogue(store.engine, client, full=params.get("mode") == "full", since=since_dt)
+        summary = sync_catalogue(store.engine, open_catalogue(settings, store), full=params.get("mode") == "full", since=since_dt)
         log.info("catalogue sync %s: listed %d, new %d, changed %d, unchanged %d, unpublished %d, removed %d, "
                  "quarantined %d in %.1f s", summary.mode, summary.listed, summary.new, summary.changed,
                  summary.unchanged, summary.unpublished, summary.removed, summary.quarantined, summary.seconds)

@@ -57,6 +57,8 @@ class PartnerEndpoint:
     tls_verify: bool | str = True
     #: optional client certificate for mutual TLS: a PEM path, or "cert.pem,key.pem"
     client_cert: str | None = None
+    #: how the service is reached (``lienthong.connectors.transport.transport_for``): ``soap``
+    transport: str = "soap"
 
 
 @dataclass(frozen=True)
@@ -134,11 +136,12 @@ class Settings:
         db_url = env.get("LIENTHONG_DB_URL") or f"sqlite:///{home / 'lienthong.db'}"
         tls_verify: bool | str = env.get("LIENTHONG_TLS_CA") or _env_bool(env.get("LIENTHONG_TLS_VERIFY"), True)
         partners = {}
-        for service, var in (("csdl_tthc", "LIENTHONG_CSDL_URL"), ("dvc_portal", "LIENTHONG_DVC_URL"),
-                             ("baocao", "LIENTHONG_BAOCAO_URL")):
+        for service, var in (("csdl_tthc", "LIENTHONG_CSDL"), ("dvc_portal", "LIENTHONG_DVC"),
+                             ("baocao", "LIENTHONG_BAOCAO")):
             partners[service] = PartnerEndpoint(
                 service=service,
-                url=env.get(var) or None,
+                url=env.get(f"{var}_URL") or None,
+                transport=(env.get(f"{var}_TRANSPORT") or "soap").strip().lower(),
                 agency_code=env.get("LIENTHONG_NATIONAL_AGENCY_CODE") or NATIONAL_AGENCY_CODE,
                 tls_verify=tls_verify,
                 client_cert=env.get("LIENTHONG_CLIENT_CERT") or None,

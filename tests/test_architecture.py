@@ -163,3 +163,23 @@ def test_hub_top_level_holds_only_shared_modules():
     assert top == sorted(SHARED), f"hub/ top level: {top}; a concept's modules go in its package"
     packages = sorted(p.name for p in (REPO / "hub").iterdir() if (p / "__init__.py").exists())
     assert packages == ["audit", "cli", "delivery", "flows", "store"]
+
+
+#: the wire: what only transports (and the sandbox, the other end of it) work with
+WIRE = ("lienthong.connectors.soap", "lienthong.connectors.soapframe", "lienthong.connectors.http",
+        "lienthong.connectors.payload")
+#: the partner modules: one national service each, speaking fields through the partner port
+PARTNERS = ("lienthong.connectors.csdl_tthc", "lienthong.connectors.dvc_portal", "lienthong.connectors.reporting")
+
+
+def test_partners_flows_and_commands_speak_through_the_port():
+    graph = imports()
+    speakers = sorted(m for m in MODULES if m in PARTNERS or any(
+        _within(m, f"{HUB}.{layer}") for layer in ("flows", "cli", "delivery")))
+    wrong = [f"{m} imports {t}" for m in speakers for t in sorted(graph[m]) if t in WIRE]
+    assert not wrong, "only a transport works with the wire (connectors/port.py):\n" + "\n".join(wrong)
+    for module in PARTNERS:
+        tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not {n for n in names if n.split(".")[0] in ("lxml", "zeep", "requests")}, module

@@ -13,15 +13,12 @@ from .console import console, err_console, load_settings, parse_moment
 def cmd_sync_tthc(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ...connectors.csdl_tthc import CsdlTthcClient
-    from ...connectors.soap import SoapConnector
-    from ..audit import ledger
-    from ..flows.catalogue import sync_catalogue
+    from ..flows.catalogue import open_catalogue, sync_catalogue
     from ..store import open_store
 
     settings = load_settings()
     store = open_store(settings)
-    client = CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=ledger(store)))
+    client = open_catalogue(settings, store)
     since = parse_moment(args.since, "--since")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=args.json) as bar:

@@ -613,8 +613,8 @@ class _Pass:
         as the audit ledger recorded them (``None`` where nothing was sent or received)."""
         if not operation or not document_id:
             return None, None
-        audit = self.portal.connector.audit
-        partner = self.portal.connector.spec.name
+        audit = self.portal.transport.audit
+        partner = self.portal.transport.spec.name
         log_table = AuditEntry.__table__
         base = select(log_table.c.seq).where(log_table.c.partner == partner, log_table.c.operation == operation)
         try:
@@ -637,7 +637,7 @@ _POOLS_LOCK = threading.Lock()
 
 def _sender_pool(size: int) -> ThreadPoolExecutor:
     """The process's pool of ``size`` sender threads, kept across passes: each thread keeps its
-    own HTTP session to the portal (see ``SoapConnector``), so connections (and TLS sessions) are
+    own HTTP session to the portal (see ``lienthong.connectors.soap.SoapConnector``), so connections (and TLS sessions) are
     reused from one pass to the next instead of opened per round. Keyed by process id too: a pool
     inherited through ``fork`` has no threads in the child."""
     key = (os.getpid(), size)
@@ -650,7 +650,7 @@ def _sender_pool(size: int) -> ThreadPoolExecutor:
 
 def _carried_evidence(exc: HubError) -> tuple[bytes | None, bytes | None] | None:
     """The signed request and the partner's answer the connector attached to ``exc`` (see
-    ``SoapConnector.call``), or ``None`` when it attached none: then the ledger is asked."""
+    ``lienthong.connectors.port``), or ``None`` when it attached none: then the ledger is asked."""
     request = getattr(exc, "request_bytes", None)
     if request is None:
         return None

@@ -171,15 +171,15 @@ class _Fetcher:
 
     def __call__(self, ref: ProcedureRef) -> _Fetched:
         try:
-            reply = self.retry.call(lambda attempt: self.client.procedure_reply(ref.code), on_retry=self.on_retry)
+            answer = self.retry.call(lambda attempt: self.client.procedure_answer(ref.code), on_retry=self.on_retry)
         except FatalError as exc:
             return _Fetched(ref, raw=getattr(exc, "response_bytes", None), error=_portable(exc))
         try:
-            return _Fetched(ref, procedure=from_national(thutuc_record(reply.payload)), raw=reply.response_bytes)
+            return _Fetched(ref, procedure=from_national(thutuc_record(answer.result)), raw=answer.response_bytes)
         except MappingError as exc:
-            return _Fetched(ref, raw=reply.response_bytes, error=_portable(exc))
+            return _Fetched(ref, raw=answer.response_bytes, error=_portable(exc))
         except ValueError as exc:
-            return _Fetched(ref, raw=reply.response_bytes, error=MappingError(str(exc)))
+            return _Fetched(ref, raw=answer.response_bytes, error=MappingError(str(exc)))
 
 
 def _portable(exc: HubError) -> HubError:
@@ -458,10 +458,16 @@ def sync_state(engine: Engine) -> SyncState | None:
         return session.get(SyncState, STATE_NAME)
 
 
+def open_catalogue(settings, store) -> CsdlTthcClient:
+    """The catalogue client the sync reads through: the configured transport, audited in ``store``."""
+    from ...connectors.transport import transport_for
+    from ..audit import ledger
+
+    return CsdlTthcClient(transport_for(settings, "csdl_tthc", audit=ledger(store)))
+
+
 def csdl_client(settings) -> CsdlTthcClient:
     """A catalogue client for ``settings`` with its own store connection: the worker-process factory."""
-    from ...connectors.soap import SoapConnector
-    from ..audit import ledger
     from ..store import open_store
 
-    return CsdlTthcClient(SoapConnector(settings, "csdl_tthc", audit=ledger(open_store(settings))))
+    return open_catalogue(settings, open_store(settings))

@@ -18,12 +18,13 @@ from rich.table import Table
 
 from ...connectors.csdl_tthc import CsdlTthcClient
 from ...connectors.dvc_portal import DvcPortalClient
+from ...connectors.port import PartnerAnswer, PartnerCall, PartnerTransport
 from ...connectors.reporting import ReportingClient
 from ...connectors.services import SERVICES
-from ...connectors.soap import Reply, SoapConnector
+from ...connectors.transport import transport_for
 from ...sandbox.server import SandboxConfig, SandboxServer
 from ...signing.cli import cmd_keys_init, signer_for, trust_store_for
-from ..audit import AuditTrail, ledger
+from ..audit import ledger
 from ..audit.seal import create_seal, verify_ledger
 from ..errors import ConfigurationError, HubError
 from ..settings import Settings
@@ -32,18 +33,17 @@ from .catalogue import list_procedures, sync_catalogue
 
 
 class _Recorder:
-    """Wraps a connector's ``call`` to collect every verified reply for the summary table."""
+    """A transport that hands every call to the real one and keeps each answer for the summary table."""
 
-    def __init__(self, connector: SoapConnector, rows: list[tuple[str, Reply]]):
-        self._call = connector.call
+    def __init__(self, transport: PartnerTransport, rows: list[tuple[str, PartnerAnswer]]):
+        self._transport = transport
         self._rows = rows
-        connector.call = self  # type: ignore[method-assign]
-        self.name = connector.spec.name
+        self.spec, self.address, self.audit = transport.spec, transport.address, transport.audit
 
-    def __call__(self, *args, **kwargs) -> Reply:
-        reply = self._call(*args, **kwargs)
-        self._rows.append((self.name, reply))
-        return reply
+    def handle(self, call: PartnerCall) -> PartnerAnswer:
+        answer = self._transport.handle(call)
+        self._rows.append((self.spec.name, answer))
+        return answer
 
 
 def _portal_time(moment: datetime) -> str:
@@ -83,7 +83,7 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
     console.print(f"[green]✓[/] development PKI ready ({pki.ca_cert.parent}): hub {settings.agency_code}, "
                   f"national {settings.partner('dvc_portal').agency_code}")
     store = open_store(settings)
-    audit = AuditTrail(store.engine)
+    audit = ledger(store)
     console.print(f"[green]✓[/] store at the latest schema ({store.engine.url.render_as_string(hide_password=True)})")
 
     sandbox = SandboxServer(SandboxConfig(port=0, procedures=procedures, pki_dir=settings.pki_dir,
@@ -91,16 +91,14 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
                                           key_password=settings.key_password))
     base_url = sandbox.start()
     console.print(f"[green]✓[/] national sandbox listening at {base_url} ({procedures} procedures)")
-    rows: list[tuple[str, Reply]] = []
+    rows: list[tuple[str, PartnerAnswer]] = []
     failures: list[str] = []
     try:
         for spec in SERVICES.values():
             settings = settings.with_partner(replace(settings.partner(spec.name), url=base_url + spec.path))
 
-        def connector(name: str) -> SoapConnector:
-            c = SoapConnector(settings, name, audit=audit)
-            _Recorder(c, rows)
-            return c
+        def connector(name: str) -> PartnerTransport:
+            return _Recorder(transport_for(settings, name, audit=audit), rows)
 
         now = datetime.now(UTC)
         context: dict = {}
@@ -126,11 +124,11 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
         received = sandbox.store.count() if hasattr(sandbox, "store") else None
         sandbox.stop()
 
-    signers = sorted({r.signer.signer_agency for _, r in rows})
+    signers = sorted({r.signer_agency for _, r in rows if r.signer_agency})
     table = Table(title=f"Signed exchanges: every reply verified, signed by {', '.join(signers)}")
     for col in ("service", "operation", "calls", "ms p50", "audited"):
         table.add_column(col, no_wrap=True)
-    groups: dict[tuple[str, str], list[Reply]] = {}
+    groups: dict[tuple[str, str], list[PartnerAnswer]] = {}
     for name, reply in rows:
         groups.setdefault((name, reply.operation), []).append(reply)
     for (name, operation), replies in groups.items():

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...connectors.payload import element
+from ...connectors.port import PartnerCall
 from ...connectors.services import SERVICES, service
-from ...connectors.soap import SoapConnector
+from ...connectors.transport import transport_for
 from ..audit import AuditTrail, ledger
 from ..settings import Settings
 from ..store import open_store
@@ -26,23 +26,23 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def roundtrip(settings: Settings, service_name: str, *, audit: AuditTrail | None = None) -> dict[str, Any]:
-    """One signed exchange with ``service_name``; returns a JSON-able summary or raises a HubError."""
+    """One exchange (signed, over SOAP) with ``service_name``; returns a JSON-able summary or raises a HubError."""
     spec = service(service_name)
     if audit is None:
         audit = ledger(open_store(settings))
     operation, fields = PROBES[spec.name]
-    connector = SoapConnector(settings, spec.name, audit=audit)
-    reply = connector.call(operation, element(spec.namespace, operation, fields))
+    transport = transport_for(settings, spec.name, audit=audit)
+    answer = transport.handle(PartnerCall(operation, fields))
     return {
         "service": spec.name,
-        "endpoint": connector.address,
+        "endpoint": transport.address,
         "operation": operation,
-        "request_document_id": reply.request_document_id,
-        "reply_document_id": reply.envelope.document_id,
-        "signed_by": reply.signer.signer_subject,
-        "signer_agency": reply.signer.signer_agency,
-        "latency_ms": round(reply.latency_ms, 1),
-        "audit_seqs": list(reply.audit_seqs),
+        "request_document_id": answer.request_document_id,
+        "reply_document_id": answer.reply_document_id,
+        "signed_by": answer.signer_subject,
+        "signer_agency": answer.signer_agency,
+        "latency_ms": round(answer.latency_ms, 1),
+        "audit_seqs": list(answer.audit_seqs),
     }
 
 

@@ -55,12 +55,12 @@ class PushTotals:
 
 
 def open_portal(settings: Settings, store: Store) -> DvcPortalClient:
-    """The portal client the push speaks through, audited in ``store``."""
+    """The portal client the push speaks through: the configured transport, audited in ``store``."""
     from ...connectors.dvc_portal import DvcPortalClient
-    from ...connectors.soap import SoapConnector
+    from ...connectors.transport import transport_for
     from ..audit import ledger
 
-    return DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=ledger(store)))
+    return DvcPortalClient(transport_for(settings, "dvc_portal", audit=ledger(store)))
 
 
 def drain(store: Store, portal: DvcPortalClient, *, worker_id: str, batch_size: int = 50, senders: int = 2,

@@ -62,7 +62,7 @@ def test_a_reply_framed_by_another_soap_stack_verifies(settings, audit):
 
     client = _client(settings, audit, frame)
     code = client.list_page(1, 1).items[0].code
-    reply = client.procedure_reply(code)
+    reply = client.transport.call("LayThuTuc", element(CSDL_TTHC.namespace, "LayThuTuc", {"MATTHC": code}))
     assert reply.signer.signer_agency == "000.00.00.G22"
     assert reply.payload.tag.endswith("LayThuTucResult")
     # only what was signed is handed back: none of the framing's namespaces leak into it
@@ -81,7 +81,7 @@ def test_anything_but_the_signed_envelope_in_the_body_is_refused(settings, audit
     def frame(inner: bytes) -> bytes:
         return f'<S:Envelope xmlns:S="{SOAP}"><S:Body>'.encode() + body(inner) + b"</S:Body></S:Envelope>"
 
-    connector = _client(settings, audit, frame).connector
+    connector = _client(settings, audit, frame).transport
     with pytest.raises(errors.XmlMalformed, match="soap:Body must hold the signed envelope") as info:
         connector.call("LayDanhMucLinhVuc", element(CSDL_TTHC.namespace, "LayDanhMucLinhVuc"))
     assert info.value.code == "XML_MALFORMED", why
@@ -94,6 +94,6 @@ def test_a_tampered_reply_in_foreign_framing_is_still_caught(settings, audit):
         altered = inner.replace(b"</tthc:TENLINHVUC>", " (sửa)</tthc:TENLINHVUC>".encode(), 1)
         return f'<S:Envelope xmlns:S="{SOAP}"><S:Body>'.encode() + altered + b"</S:Body></S:Envelope>"
 
-    connector = _client(settings, audit, frame).connector
+    connector = _client(settings, audit, frame).transport
     with pytest.raises(errors.DigestMismatch, match="altered after signing"):
         connector.call("LayDanhMucLinhVuc", element(CSDL_TTHC.namespace, "LayDanhMucLinhVuc"))

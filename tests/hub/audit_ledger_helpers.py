@@ -55,6 +55,9 @@ def ledger(conn_home: Path, db_url: str) -> Ledger:
     hub = signer_for(settings)
     valid_from = max(hub.identity.certificate.not_valid_before_utc, national.identity.certificate.not_valid_before_utc)
     t0 = (valid_from + timedelta(minutes=10)).replace(second=0, microsecond=0)
+    if (t0 + timedelta(minutes=30)).date() != t0.date():
+        # a day's exchanges must not straddle midnight: tests prune and export by calendar date
+        t0 = (t0 + timedelta(minutes=30)).replace(hour=0, minute=5)
     return Ledger(settings, AuditTrail(engine), hub, national, trust_store_for(settings), t0)
 
 

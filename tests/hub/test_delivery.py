@@ -221,7 +221,7 @@ class DiesAfterApplying:
 
     def __init__(self, portal: DvcPortalClient) -> None:
         self.portal = portal
-        self.connector = portal.connector
+        self.transport = portal.transport
 
     def __getattr__(self, name):
         return getattr(self.portal, name)
@@ -331,7 +331,7 @@ def test_hoso_da_ton_tai_is_resent_once_as_an_update(engine, make_sandbox, conn_
     sandbox = make_sandbox()
     real = portal_for(engine, conn_home, sandbox)
     real.sync_dossiers([hoso(1, 1, 1), hoso(2, 10, 1)], is_updating=False)  # created behind the outbox's back
-    portal = LookupSaysUnknown(real.connector)
+    portal = LookupSaysUnknown(real.transport)
     clock = Clock()
     enqueue(engine, [snapshot(1, 2, 2), snapshot(2, 2, 4)], clock)
     summary = deliver_once(engine, portal, worker_id="w1", policy=FAST, clock=clock)
@@ -420,7 +420,7 @@ class BrokenPortal:
     """A portal client whose connector is misconfigured: every call raises ConfigurationError."""
 
     def __init__(self, real: DvcPortalClient):
-        self.connector = real.connector
+        self.transport = real.transport
 
     def lookup(self, ma_ho_so: str) -> dict:
         raise ConfigurationError("dvc_portal answered HTTP 404 at http://wrong/dvc: check the endpoint")

@@ -13,13 +13,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from lienthong.connectors.csdl_tthc import NS, thutuc_record
+from lienthong.connectors.csdl_tthc import thutuc_record
 from lienthong.connectors.payload import element
+from lienthong.connectors.services import CSDL_TTHC
+from lienthong.connectors.soap import answer_fields
 from lienthong.sandbox.catalogue import Catalogue
 
 
 def national_of(catalogue: Catalogue, code: str) -> dict[str, Any]:
-    return thutuc_record(element(NS, "LayThuTucResult", {"ThuTuc": catalogue.record(code)}, prefix="tthc"))
+    payload = element(CSDL_TTHC.namespace, "LayThuTucResult", {"ThuTuc": catalogue.record(code)}, prefix="tthc")
+    return thutuc_record(answer_fields(CSDL_TTHC, "LayThuTuc", payload))
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from lienthong.connectors.dvc_portal import HOSO_FIELDS, NS, QUATRINH_FIELDS
+from lienthong.connectors.dvc_portal import HOSO_FIELDS, QUATRINH_FIELDS
 from lienthong.connectors.payload import element
+from lienthong.connectors.services import DVC_PORTAL
 from lienthong.hub.validation import validate
 from lienthong.mappings.dossier import (
     DOSSIER,
@@ -145,7 +146,7 @@ def test_a_dossier_row_becomes_the_portal_record(mapping):
     assert change.adjustments == () and dict(change.extra) == {"co_quan": "000.00.10.G10"}
     assert change.source_changed_at == datetime(2026, 11, 23, 2, 3, 4, tzinfo=UTC) and change.payload is change.record
     # what the portal's schema accepts, as DvcPortalClient.sync_dossiers sends it
-    validate(element(NS, "DongBoHoSoMC", {"isUpdating": False, "HoSo": [change.record]}, prefix="dvc"), "dvc_portal")
+    validate(element(DVC_PORTAL.namespace, "DongBoHoSoMC", {"isUpdating": False, "HoSo": [change.record]}, prefix="dvc"), "dvc_portal")
 
 
 def test_a_finished_dossier_carries_its_end_dates(mapping):
@@ -165,7 +166,7 @@ def test_a_step_row_becomes_a_processing_record(mapping):
         "PhongBanXuLy": "Phòng Quản lý thuốc thú y", "NoiDungXuLy": "Chuyển hồ sơ cho phòng chuyên môn thẩm định",
         "TrangThai": 4, "NgayBatDau": "20261123090200", "NgayKetThucTheoQuyDinh": "20261204170000",
     }
-    validate(element(NS, "CapNhatTienDoHoSoMC", {"QuaTrinhXuLy": [change.record]}, prefix="dvc"), "dvc_portal")
+    validate(element(DVC_PORTAL.namespace, "CapNhatTienDoHoSoMC", {"QuaTrinhXuLy": [change.record]}, prefix="dvc"), "dvc_portal")
     assert change.source_changed_at == datetime(2026, 11, 23, 2, 2, tzinfo=UTC)
     # optional fields left blank are simply absent; ids from CSV come as text
     bare = mapping.map_step(step_row(id="42", chuc_danh=None, phong_ban="  ", ngay_bat_dau="", han_xu_ly=None))

@@ -13,8 +13,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pytest
-from lienthong.connectors.csdl_tthc import NS, thutuc_record
-from lienthong.connectors.services import schemas_dir
+from lienthong.connectors.csdl_tthc import thutuc_record
+from lienthong.connectors.services import CSDL_TTHC, schemas_dir
+from lienthong.connectors.soap import answer_fields
 from lienthong.hub.errors import FatalError
 from lienthong.mappings.errors import MalformedValue, MappingError, MissingField, UnknownCode
 from lienthong.mappings.procedure import (
@@ -40,8 +41,8 @@ def nfd(text: str) -> str:
 def test_sample_reply_maps_field_by_field():
     """The signed sample reply shipped in schemas/samples, read exactly as the connector reads it."""
     path = schemas_dir() / "samples" / "csdl_tthc.LayThuTuc.response.xml"
-    payload = etree.parse(str(path)).getroot().find(f".//{{{NS}}}LayThuTucResult")
-    p = from_national(thutuc_record(payload))
+    payload = etree.parse(str(path)).getroot().find(f".//{{{CSDL_TTHC.namespace}}}LayThuTucResult")
+    p = from_national(thutuc_record(answer_fields(CSDL_TTHC, "LayThuTuc", payload)))
 
     assert (p.code, p.publishing_agency, p.status, p.published) == ("1.001011", "000.00.00.G10", 1, True)
     assert p.name == "Cấp giấy chứng nhận kiểm dịch động vật, sản phẩm động vật xuất khẩu"
