@@ -16,6 +16,9 @@ DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
+#: the transports a national service can be reached with (``connectors.transport.transport_for``)
+TRANSPORTS = ("soap",)
+
 MiB = 1024 * 1024
 #: the reply limit of an operation that names none: an acknowledgement, a status, one record
 DEFAULT_REPLY_LIMIT = 1 * MiB

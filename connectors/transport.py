@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 from ..hub.errors import ConfigurationError
 from .port import PartnerTransport
+from .services import TRANSPORTS
 
 if TYPE_CHECKING:
     from ..hub.audit import AuditTrail
     from ..hub.settings import Settings
 
-#: the transports a partner can be reached with
-TRANSPORTS = ("soap",)
+__all__ = ["TRANSPORTS", "transport_for"]
 
 
 def transport_for(settings: Settings, service_name: str, *, audit: AuditTrail) -> PartnerTransport:

@@ -45,6 +45,7 @@ Extra (JSON object; unknown keys are refused so that a typo cannot silently fall
 ``tls_verify``            ``true`` / ``false``, or a CA bundle path for the TLS server certificate.
 ``tls_client_cert``       client certificate for mutual TLS: ``"cert.pem"`` (key inside) or
                           ``"cert.pem,key.pem"`` or ``["cert.pem", "key.pem"]``.
+``transport``             how the service is reached (``connectors.transport``): ``soap``.
 ``operation_timeout``     the deadline of one exchange in seconds, connect + send + receive (> 0).
 ``signature_algorithm``   ``rsa-sha256`` or ``ecdsa-sha256`` for our outgoing signatures.
 ========================= =====================================================================
@@ -69,7 +70,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ..connectors.services import SERVICES, ServiceSpec, service
+from ..connectors.services import SERVICES, TRANSPORTS, ServiceSpec, service
 from .errors import ConfigurationError
 from .settings import PartnerEndpoint, Settings
 
@@ -91,6 +92,7 @@ EXTRA_KEYS: dict[str, str] = {
     "tls_client_cert": "client certificate (and key) for mutual TLS",
     "operation_timeout": "the deadline of one exchange, in seconds",
     "signature_algorithm": "rsa-sha256 or ecdsa-sha256",
+    "transport": "how the service is reached: soap",
 }
 
 SIGNATURE_ALGORITHMS = ("rsa-sha256", "ecdsa-sha256")
@@ -328,6 +330,10 @@ class _ParsedConnection:
             changes["tls_verify"] = self._tls_verify()
         if "tls_client_cert" in self.extra:
             changes["client_cert"] = self._client_cert()
+        if (transport := self._text("transport")) is not None:
+            if transport.lower() not in TRANSPORTS:
+                raise self._error(f"extra 'transport' {transport!r} is not one of {', '.join(TRANSPORTS)}")
+            changes["transport"] = transport.lower()
         return replace(default, service=self.spec.name, **changes)
 
     def _url(self) -> str | None:

@@ -114,6 +114,7 @@ def test_every_extra_key_is_applied(base: Settings, tmp_home: Path, monkeypatch:
         "tls_client_cert": ["client.crt", "/etc/lienthong/client.key"],
         "operation_timeout": "12.5",
         "signature_algorithm": "ecdsa-sha256",
+        "transport": "soap",
     }
     assert set(extra) | {"path", "key_password_file"} == set(EXTRA_KEYS)
     settings = settings_from_connections(
@@ -130,6 +131,7 @@ def test_every_extra_key_is_applied(base: Settings, tmp_home: Path, monkeypatch:
     assert (partner.agency_code, partner.agency_name) == ("H37.02.02", "Cổng thử nghiệm")
     assert partner.tls_verify == "/etc/ssl/gateway-ca.pem"
     assert partner.client_cert == f"{tmp_home / 'client.crt'},/etc/lienthong/client.key"
+    assert partner.transport == "soap"
     # fields the connection does not set keep their environment values
     assert settings.partner("dvc_portal").agency_code == NATIONAL_AGENCY_CODE
     assert settings.db_url == base.db_url
@@ -153,6 +155,12 @@ def test_client_cert_as_one_comma_separated_string(base: Settings):
     settings = settings_from_connections(
         {"csdl_tthc": conn(extra={"tls_client_cert": "/a/cert.pem,/a/key.pem"})}, base=base)
     assert settings.partner("csdl_tthc").client_cert == "/a/cert.pem,/a/key.pem"
+
+
+def test_the_transport_comes_from_the_connection(base: Settings):
+    settings = settings_from_connections({"dvc_portal": conn("lienthong_dvc", extra={"transport": "SOAP"})}, base=base)
+    assert settings.partner("dvc_portal").transport == "soap"
+    assert settings.partner("csdl_tthc").transport == "soap"  # the default
 
 
 def test_connections_that_agree_on_hub_values_merge(base: Settings):
@@ -181,6 +189,7 @@ def test_connections_that_agree_on_hub_values_merge(base: Settings):
         (dict(extra={"tls_verify": 3}), "'tls_verify' must be true, false or a CA bundle path"),
         (dict(extra={"tls_client_cert": ["a", "b", "c"]}), "'tls_client_cert' must be"),
         (dict(extra={"agency_name": ""}), "'agency_name' must be a non-empty string"),
+        (dict(extra={"transport": "json-rpc"}), "extra 'transport' 'json-rpc' is not one of soap"),
         (dict(host="https://gw.example/x", port=443), "host is a full URL; leave port empty"),
         (dict(host="https://gw.example/x", extra={"path": "/y"}), "leave extra 'path' empty"),
         (dict(host="ftp://gw.example/x"), "is not an http(s) URL"),
