@@ -577,6 +577,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(413, build_fault(err.code, str(err)))
             return
         data = self.rfile.read(length)
+        if len(data) < length:
+            # The client went away mid-request (a worker killed while sending): the request never
+            # arrived whole, so, as a real server, the portal neither processes nor records it.
+            log.warning("request to %s ended after %d of %d bytes; dropped", path, len(data), length)
+            self.close_connection = True
+            return
         response = app.handle_soap(spec, self.headers.get("SOAPAction"), data, base_url=self._base_url())
         if response.hang:
             # processed, but the reply is lost: hold the connection, then drop it without answering

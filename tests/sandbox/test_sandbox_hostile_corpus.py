@@ -226,3 +226,18 @@ def test_hostile_request_is_refused_with_its_specific_code(name, build, action, 
     assert server.store.received()[-1].outcome == expected
     healthy = client.call("dvc_portal", "TraCuuHoSo", {"MaHoSo": DOSSIER})
     assert healthy.envelope is not None
+
+
+def test_a_request_cut_off_mid_body_is_neither_processed_nor_recorded(sandbox):
+    """A worker killed while sending: the portal never received a request, so nothing is refused."""
+    import socket
+    from urllib.parse import urlsplit
+
+    before = sandbox.store.count()
+    url = urlsplit(sandbox.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(b"POST /dvc HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\n"
+                     b'SOAPAction: "DongBoHoSoMC"\r\nContent-Length: 5000\r\n\r\n<S:Envelope xmlns:S="urn:x">')
+        sock.shutdown(socket.SHUT_WR)  # the sender is gone
+        assert sock.recv(1024) == b""  # no answer: the connection is just closed
+    assert sandbox.store.count() == before
