@@ -86,7 +86,7 @@ class DvcPortalClient:
         return self._results(self._ask("DongBoHoSoMC", {
             "isUpdating": is_updating,
             "HoSo": [_ordered(d, HOSO_FIELDS, f"dossier {d.get('MaHoSo')}") for d in dossiers],
-        }, document_id=document_id, correlation_id=correlation_id, attempt=attempt))
+        }, document_id=document_id, correlation_id=correlation_id, attempt=attempt, updating=is_updating))
 
     def update_progress(self, steps: list[dict[str, Any]], *, document_id: str | None = None,
                         correlation_id: str | None = None, attempt: int = 1) -> list[ItemResult]:

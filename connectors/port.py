@@ -49,6 +49,10 @@ class PartnerCall:
     #: what ties this exchange to others in the audit trail (an upload session, a catalogue run)
     correlation_id: str | None = None
     attempt: int = 1
+    #: the call changes what the partner already holds (a dossier update) rather than giving it
+    #: something new; ``None``: neither (a lookup). The SOAP/edXML transport says it in
+    #: ``Bussiness/BussinessDocType`` (2 update, 0 new)
+    updating: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import zeep
 from lxml import etree
 
 from ..hub.audit import AuditTrail
-from ..hub.envelope import Envelope, Party, build_envelope, q
+from ..hub.envelope import NEW, UPDATE, Envelope, Party, build_envelope, q
 from ..hub.errors import (
     ConfigurationError,
     EnvelopeError,
@@ -67,7 +67,7 @@ _OUTCOMES = ((TransportTimeout, "timeout"), (ReplyTooLarge, "too_large"), (Reply
              (UnexpectedContentType, "content_type"))
 
 #: where build_envelope puts the request's DocumentId
-_DOCUMENT_ID = f"{q('edXMLHeader')}/{q('MessageHeader')}/{q('DocumentId')}"
+_DOCUMENT_ID = f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('MessageHeader')}/{q('DocumentId')}"
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,8 @@ class SoapConnector:
         self.partner = Party(self.endpoint.agency_code, self.endpoint.agency_name)
         self._local = threading.local()
         self._session = session
+        #: SignerInfo/FullName of the messages: who signs them (the signing certificate's CN)
+        self.signer_name = _common_name(self.signer.identity.certificate) or self.me.name
 
     # --- transport --------------------------------------------------------------------------
     def _http(self) -> HttpClient:
@@ -172,7 +174,8 @@ class SoapConnector:
         """One operation as a partner module asks for it: fields in, the verified answer's fields out."""
         payload = element(self.spec.namespace, call.operation, call.params, prefix=self.spec.prefix)
         reply = self.call(call.operation, payload, document_id=call.document_id,
-                          correlation_id=call.correlation_id, attempt=call.attempt)
+                          correlation_id=call.correlation_id, attempt=call.attempt,
+                          business_doc_type=None if call.updating is None else UPDATE if call.updating else NEW)
         return PartnerAnswer(
             operation=call.operation, result=answer_fields(self.spec, call.operation, reply.payload),
             request_document_id=reply.request_document_id, reply_document_id=reply.envelope.document_id,
@@ -189,12 +192,14 @@ class SoapConnector:
         document_id: str | None = None,
         correlation_id: str | None = None,
         attempt: int = 1,
+        business_doc_type: int | None = None,
     ) -> Reply:
         binding = self.wsdl.operations.get(operation)
         if binding is None or operation not in self.spec.operations:
             raise ConfigurationError(f"{self.spec.name} has no operation {operation!r}")
         envelope = build_envelope(sender=self.me, recipients=[self.partner], subject=operation,
-                                  payload=payload, document_id=document_id)
+                                  payload=payload, document_id=document_id, business_doc_type=business_doc_type,
+                                  signer_name=self.signer_name, content=f"{self.spec.title}: {operation}")
         validate(envelope, self.spec.name, what=f"{operation} request")
         doc_id = _document_id(envelope)
         signed = self.signer.sign(envelope)
@@ -293,9 +298,18 @@ def _document_id(envelope: etree._Element) -> str:
     return text
 
 
+def _common_name(certificate) -> str | None:
+    from cryptography.x509.oid import NameOID
+
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
 def _reply_id(raw: bytes) -> str | None:
-    """The reply's DocumentId for the audit index, read without trusting or fully parsing it."""
-    start = raw.find(b"<edXML:DocumentId>")
+    """The reply's DocumentId for the audit index, read without trusting or fully parsing it
+    (a reply's ResponseFor names the request's DocumentId first: the reply's own comes after it)."""
+    after = raw.find(b"</edXML:ResponseFor>")
+    start = raw.find(b"<edXML:DocumentId>", max(after, 0))
     if start < 0:
         return None
     end = raw.find(b"</edXML:DocumentId>", start)

@@ -23,7 +23,10 @@ catching a type, never by reading a message::
         ├── EnvelopeError              envelope well-formed and valid but wrong for this exchange
         │   ├── WrongRecipient         To/OrganId is not the agency expected
         │   ├── WrongSender            From/OrganId is not the partner expected
-        │   └── UnexpectedResponse     Subject/ResponseFor does not match the request
+        │   ├── UnexpectedResponse     Subject/ResponseFor does not match the request
+        │   ├── LegacyEnvelope         the hub's earlier shape (bare edXMLEnvelope): read from the ledger, refused live
+        │   ├── EnvelopeStructure      not one edXMLEnvelope first under the edXML root, as gateways read it
+        │   └── AttachmentMismatch     manifest and attachments do not list the same content ids
         ├── SignatureError             XML-DSig checks (see signing.verifier)
         │   ├── MissingSignature, MultipleSignatures, UnexpectedReference, WeakAlgorithm
         │   ├── DigestMismatch, InvalidSignatureValue
@@ -183,6 +186,24 @@ class WrongSender(EnvelopeError):
 
 class UnexpectedResponse(EnvelopeError):
     code = "UNEXPECTED_RESPONSE"
+
+
+class LegacyEnvelope(EnvelopeError):
+    """A bare ``edXML:edXMLEnvelope``: the hub's earlier shape, read from the ledger, refused live."""
+
+    code = "ENVELOPE_LEGACY_SHAPE"
+
+
+class EnvelopeStructure(EnvelopeError):
+    """Not one ``edXMLEnvelope`` as the first child of the ``edXML`` root, as gateways read it."""
+
+    code = "ENVELOPE_STRUCTURE"
+
+
+class AttachmentMismatch(EnvelopeError):
+    """The manifest and the attachments do not list the same content ids."""
+
+    code = "ENVELOPE_ATTACHMENT_MISMATCH"
 
 
 # --- signatures ----------------------------------------------------------------------------

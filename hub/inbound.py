@@ -2,9 +2,12 @@
 
 The connectors run these on every reply, the sandbox on every request. In order: the bytes are
 parsed by the hardened parser (:mod:`.xmlsafe`), the signature is verified with pinned algorithms
-and trust anchors (only the verified subtree is used from then on), the envelope is checked
-against the service's XSD, every edXML element must carry the ``edXML:`` prefix, and the
-addressing must be the one expected. Each failure is a specific :class:`~.errors.FatalError`.
+and trust anchors (only the verified subtree is used from then on), the document must have the
+structure gateways read (one ``edXMLEnvelope`` first under the ``edXML`` root; the hub's earlier
+bare-envelope shape is refused live, though the audit ledger still reads it), it is checked
+against the service's XSD, every element of the envelope must carry the ``edXML:`` prefix, the
+manifest and the attachments must list the same content, and the addressing must be the one
+expected. Each failure is a specific :class:`~.errors.FatalError`.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from ..connectors.services import EDXML_NS
-from .envelope import Envelope, parse_envelope
-from .errors import EnvelopeError, WrongRecipient, WrongSender
+from .envelope import LEGACY, Envelope, envelope_of, parse_envelope, q
+from .errors import AttachmentMismatch, EnvelopeError, LegacyEnvelope, WrongRecipient, WrongSender
 from .validation import validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,11 +33,38 @@ class Accepted:
 
 
 def check_prefixes(root: etree._Element) -> None:
-    """Cross-province gateways reject unprefixed edXML elements; so does the hub."""
-    for el in root.iter("{%s}*" % EDXML_NS):
+    """Cross-province gateways reject unprefixed elements in the envelope; so does the hub.
+
+    The ``edXML`` root and ``AttachmentEncoded`` are written in the default namespace, without a
+    prefix, as the national SDK writes them; everything inside ``edXMLEnvelope`` has ``edXML:``."""
+    envelope = root if root.tag == q("edXMLEnvelope") else root.find(q("edXMLEnvelope"))
+    for el in (envelope if envelope is not None else root).iter("{%s}*" % EDXML_NS):
         if el.prefix != "edXML":
             shown = f"'{el.prefix}:'" if el.prefix else "no prefix"
             raise EnvelopeError(f"element {etree.QName(el).localname} uses {shown}; edXML elements must use 'edXML:'")
+
+
+def check_attachments(root: etree._Element) -> None:
+    """Every manifest reference names an attachment of the document, by ``cid:`` and ContentId,
+    and every attachment is in the manifest: nothing rides along unlisted, nothing listed is missing."""
+    listed: dict[str, str] = {}
+    for ref in root.iterfind(f"{q('edXMLEnvelope')}/{q('edXMLBody')}/{q('edXMLManifest')}/{q('Reference')}"):
+        content_id = (ref.findtext(q("ContentId")) or "").strip()
+        href = ref.get("{http://www.w3.org/1999/xlink}href") or ""
+        if href != f"cid:{content_id}":
+            raise AttachmentMismatch(f"manifest reference {href!r} does not name its ContentId {content_id!r}")
+        if content_id in listed:
+            raise AttachmentMismatch(f"manifest lists ContentId {content_id!r} twice")
+        listed[content_id] = href
+    attached = [(a.findtext(q("ContentId")) or "").strip()
+                for a in root.iterfind(f"{q('AttachmentEncoded')}/{q('Attachment')}")]
+    if len(set(attached)) != len(attached):
+        raise AttachmentMismatch("two attachments carry the same ContentId")
+    unlisted, missing = sorted(set(attached) - set(listed)), sorted(set(listed) - set(attached))
+    if unlisted or missing:
+        raise AttachmentMismatch("manifest and attachments differ: " + "; ".join(
+            part for part in (f"not in the manifest: {', '.join(unlisted)}" if unlisted else "",
+                              f"listed but not attached: {', '.join(missing)}" if missing else "") if part))
 
 
 def open_envelope(
@@ -49,8 +79,12 @@ def open_envelope(
     """Verify, validate and address-check one signed envelope; return only verified content."""
     verified = verifier.verify(data)
     root = verified.root
+    if envelope_of(root)[1] == LEGACY:
+        raise LegacyEnvelope(f"{what} is a bare edXML:edXMLEnvelope (the hub's earlier shape); the axis reads an "
+                             "edXML document whose root holds the envelope")
     validate(root, service_name, what=what)
     check_prefixes(root)
+    check_attachments(root)
     env = parse_envelope(root)
     if expected_sender is not None:
         if verified.signer_agency != expected_sender:

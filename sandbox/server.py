@@ -405,7 +405,7 @@ class SandboxServer:
             raise EnvelopeError(f"SOAPAction {operation} but envelope Subject {env.subject!r}: they must agree")
         expected_tag = f"{{{spec.namespace}}}{operation}"
         if env.payload.tag != expected_tag:
-            raise EnvelopeError(f"{operation} request carries {env.payload.tag} in edXML:Payload, "
+            raise EnvelopeError(f"{operation} request carries {env.payload.tag} in edXML:edXMLBody, "
                                 f"expected {expected_tag}")
 
         call = Call(spec, operation, env, env.payload, received_at, self.config.public_url or self.base_url or base_url)
@@ -458,7 +458,9 @@ class SandboxServer:
 
         reply = build_envelope(sender=self.national, recipients=[env.sender], subject=operation, payload=result,
                                document_id=reply_id, response_for=env.document_id,
-                               response_for_agency=env.sender.code, now=self.clock())
+                               response_for_agency=env.sender.code, response_for_date=env.promulgation_date,
+                               signer_name=self.national.name, content=f"{spec.title}: {operation}",
+                               now=self.clock())
         if self.config.pretty_replies:
             etree.indent(reply)
         if self.config.validate_replies:

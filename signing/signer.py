@@ -9,7 +9,10 @@ The profile is fixed, because the national side verifies exactly this and nothin
 * RSA-SHA256 (or ECDSA-SHA256) and SHA-256 digests; SHA-1 is never produced;
 * ``KeyInfo/X509Data`` with the signer's certificate, so the receiver can check it against its
   pinned CA without an out-of-band key exchange;
-* ``ds:Signature`` as the **last child of the root**, where the envelope XSD expects it.
+* ``ds:Signature`` where the document's profile reserves its place (:func:`signature_parent`):
+  the last child of ``edXMLEnvelope/edXMLHeader`` in an ``edXML`` document (as the national SDK
+  places it), the last child of the root in any other document (seals, export manifests, the
+  hub's earlier envelopes).
 
 :class:`Signer` holds already-parsed key objects (see :func:`lienthong.signing.keys.load_identity`):
 nothing is parsed per message except the document itself.
@@ -40,6 +43,25 @@ from .keys import SigningIdentity
 __all__ = ["Signer", "SIGNATURE_ALGORITHMS", "DSIG_NS", "EXC_C14N", "ENVELOPED_SIGNATURE", "SHA256_DIGEST"]
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
+#: the edXML namespace (QCVN 102:2016/BTTTT); kept here too so signing needs no hub module for it
+EDXML_NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
+#: document root → the path below it where its profile places the signature (else: the root itself)
+SIGNATURE_PLACES: dict[str, tuple[str, ...]] = {
+    f"{{{EDXML_NS}}}edXML": (f"{{{EDXML_NS}}}edXMLEnvelope", f"{{{EDXML_NS}}}edXMLHeader"),
+}
+
+
+def signature_parent(root: etree._Element) -> etree._Element | None:
+    """The element that must hold the enveloped signature of the document rooted at ``root``
+    (``None`` when the document lacks the element its profile names)."""
+    node = root
+    for tag in SIGNATURE_PLACES.get(root.tag, ()):
+        node = next((child for child in node if child.tag == tag), None)
+        if node is None:
+            return None
+    return node
+
+
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED_SIGNATURE = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 SHA256_DIGEST = "http://www.w3.org/2001/04/xmlenc#sha256"
@@ -117,7 +139,12 @@ class Signer:
         # Reference URI="": the whole document without the signature (the enveloped-signature
         # transform), exclusive c14n without comments, SHA-256.
         digest = hashlib.sha256(etree.tostring(doc, method="c14n", exclusive=True, with_comments=False)).digest()
-        signature = etree.SubElement(doc, _DS_SIGNATURE, nsmap={"ds": DSIG_NS})
+        parent = signature_parent(doc)
+        if parent is None:
+            raise SignatureError(f"<{etree.QName(doc).localname}> lacks "
+                                 f"{'/'.join(etree.QName(t).localname for t in SIGNATURE_PLACES[doc.tag])}, "
+                                 "where its signature goes")
+        signature = etree.SubElement(parent, _DS_SIGNATURE, nsmap={"ds": DSIG_NS})
         signed_info = _ds(signature, "SignedInfo")
         _ds(signed_info, "CanonicalizationMethod", Algorithm=EXC_C14N)
         _ds(signed_info, "SignatureMethod", Algorithm=self._method_uri)

@@ -7,8 +7,9 @@ the application reads unsigned data or trusts an unknown key. So :class:`Verifie
 *shape* of the signature to the one profile the hub exchanges, then the *signer*, and only then
 checks the cryptography – and hands back nothing but the subtree signxml proved was signed:
 
-1. exactly one ``ds:Signature`` in the whole document, a direct child of the root
-   (:class:`MissingSignature`, :class:`MultipleSignatures`);
+1. exactly one ``ds:Signature`` in the whole document, where the document's profile places it
+   (:func:`~.signer.signature_parent`: in an ``edXML`` document the header of its envelope, else a
+   direct child of the root) (:class:`MissingSignature`, :class:`MultipleSignatures`);
 2. exclusive c14n for ``SignedInfo``; signature method in the allowed list (RSA-SHA256 /
    ECDSA-SHA256 by default), SHA-256 digest; SHA-1 and anything else refused
    (:class:`WeakAlgorithm`);
@@ -63,7 +64,7 @@ from signxml.algorithms import CanonicalizationMethod
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
 
 from .keys import agency_code_of
-from .signer import DSIG_NS, ENVELOPED_SIGNATURE, EXC_C14N, SHA256_DIGEST
+from .signer import DSIG_NS, ENVELOPED_SIGNATURE, EXC_C14N, SHA256_DIGEST, SIGNATURE_PLACES, signature_parent
 
 __all__ = ["TrustStore", "Verifier", "VerifiedDocument", "ALLOWED_SIGNATURE_METHODS", "DEFAULT_ALLOWED_ALGORITHMS"]
 
@@ -409,7 +410,14 @@ class Verifier:
             paths = ", ".join(_path_of(root, s) for s in signatures)
             raise MultipleSignatures(f"<{where}> carries {len(signatures)} ds:Signature elements ({paths}); exactly one is accepted")
         signature = signatures[0]
-        if signature.getparent() is not root:
+        parent = signature_parent(root)
+        if signature.getparent() is not parent:
+            if root.tag in SIGNATURE_PLACES:
+                place = "/".join(etree.QName(t).localname for t in (root.tag, *SIGNATURE_PLACES[root.tag]))
+                raise MissingSignature(
+                    f"no ds:Signature in /{place}: the only one is at {_path_of(root, signature)}; "
+                    f"an <{where}> document carries its signature in the header of its envelope"
+                )
             raise MissingSignature(
                 f"no ds:Signature directly under <{where}>: the only one is at {_path_of(root, signature)}; "
                 "an enveloped signature must be a child of the root element"
@@ -481,7 +489,7 @@ class Verifier:
     ) -> etree._Element:
         config = SignatureConfiguration(
             require_x509=True,
-            location="./",
+            location="./" + "".join(f"{tag}/" for tag in SIGNATURE_PLACES.get(root.tag, ())),
             expect_references=1,
             signature_methods=frozenset({method}),
             digest_algorithms=frozenset({DigestAlgorithm.SHA256}),

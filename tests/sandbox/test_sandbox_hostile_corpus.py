@@ -65,16 +65,30 @@ class Kit:
         signed = Sha1Signer(signature_algorithm=SignatureMethod.RSA_SHA1, digest_algorithm=DigestAlgorithm.SHA1,
                             c14n_algorithm="http://www.w3.org/2001/10/xml-exc-c14n#").sign(
             _envelope(), key=ident.private_key, cert=[ident.certificate])
-        return etree.tostring(signed)
+        return etree.tostring(_into_header(signed))
 
     def id_reference_signed(self) -> bytes:
         root = _envelope()
-        body = root.find("{http://www.mic.gov.vn/TBT/QCVN_102_2016}edXMLBody")
+        body = root.find(f"{EDX}edXMLEnvelope/{EDX}edXMLBody")
         body.set("Id", "body")
         ident = self.signer.identity
         signed = XMLSigner(c14n_algorithm="http://www.w3.org/2001/10/xml-exc-c14n#").sign(
             root, key=ident.private_key, cert=[ident.certificate], reference_uri="#body")
-        return etree.tostring(signed)
+        return etree.tostring(_into_header(signed))
+
+
+EDX = "{http://www.mic.gov.vn/TBT/QCVN_102_2016}"
+
+
+def _header(root):
+    return root.find(f"{EDX}edXMLEnvelope/{EDX}edXMLHeader")
+
+
+def _into_header(signed):
+    """signxml puts an enveloped signature under the root; the profile wants it in the envelope's
+    header. Moving it keeps it valid (the enveloped transform removes it wherever it is)."""
+    _header(signed).append(signed.find(f"{{{DSIG}}}Signature"))
+    return signed
 
 
 def _edit(data: bytes, old: bytes, new: bytes) -> bytes:
@@ -84,14 +98,15 @@ def _edit(data: bytes, old: bytes, new: bytes) -> bytes:
 
 def _move_signature_into_body(data: bytes) -> bytes:
     root = etree.fromstring(data)
-    sig = root.find(f"{{{DSIG}}}Signature")
-    root.find("{http://www.mic.gov.vn/TBT/QCVN_102_2016}edXMLBody").append(sig)
+    sig = _header(root).find(f"{{{DSIG}}}Signature")
+    root.find(f"{EDX}edXMLEnvelope/{EDX}edXMLBody").append(sig)
     return etree.tostring(root)
 
 
 def _duplicate_signature(data: bytes) -> bytes:
     root = etree.fromstring(data)
-    root.append(etree.fromstring(etree.tostring(root.find(f"{{{DSIG}}}Signature"))))
+    header = _header(root)
+    header.append(etree.fromstring(etree.tostring(header.find(f"{{{DSIG}}}Signature"))))
     return etree.tostring(root)
 
 
@@ -100,8 +115,8 @@ def _wrap(data: bytes) -> bytes:
     genuine = etree.fromstring(data)
     forged = _envelope(payload=element(DVC_PORTAL.namespace, "DongBoHoSoMC",
                                        {"isUpdating": True, "HoSo": [dossier(DOSSIER, status=10)]}, prefix="dvc"))
-    forged.append(genuine.find(f"{{{DSIG}}}Signature"))
-    forged.find("{http://www.mic.gov.vn/TBT/QCVN_102_2016}edXMLBody").append(genuine)
+    _header(forged).append(_header(genuine).find(f"{{{DSIG}}}Signature"))
+    forged.find(f"{EDX}edXMLEnvelope/{EDX}edXMLBody").append(genuine)
     return etree.tostring(forged)
 
 

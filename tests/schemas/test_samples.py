@@ -68,8 +68,8 @@ def test_each_xsd_loads_in_both_implementations(service, lxml_schemas, xs_schema
     declared = {etree.QName(name).localname for name in xs.elements}
     expected = {op for op in spec.operations} | {f"{op}Result" for op in spec.operations}
     assert declared == expected, f"{spec.xsd_file} must declare exactly <Op> and <Op>Result per operation"
-    # the envelope is reachable through the import, so envelopes validate against the service XSD
-    assert f"{E}edXMLEnvelope" in xs.maps.elements
+    # the document root is reachable through the import, so messages validate against the service XSD
+    assert f"{E}edXML" in xs.maps.elements
 
 
 @pytest.mark.parametrize("service", list(SERVICES))
@@ -101,20 +101,21 @@ def test_sample_is_valid_in_both_implementations(service, operation, kind, lxml_
 @pytest.mark.parametrize(("service", "operation", "kind"), ALL_SAMPLES)
 def test_sample_is_a_signed_envelope_for_its_operation(service, operation, kind):
     root = load(service, operation, kind)
-    assert root.tag == f"{E}edXMLEnvelope"
-    header = root.find(f"{E}edXMLHeader/{E}MessageHeader")
+    assert root.tag == f"{E}edXML" and root.prefix is None  # the root, in the default namespace
+    (envelope,) = root.findall(f"{E}edXMLEnvelope")
+    header = envelope.find(f"{E}edXMLHeader/{E}MessageHeader")
     assert header.findtext(f"{E}Subject") == operation
-    payload = root.find(f"{E}edXMLBody/{E}Payload")
-    assert len(payload) == 1
+    body = envelope.find(f"{E}edXMLBody")
+    assert body[0].tag == f"{E}edXMLManifest" and len(body) == 2
     expected = operation if kind == "request" else f"{operation}Result"
-    assert payload[0].tag == f"{{{SERVICES[service].namespace}}}{expected}"
-    assert root[-1].tag == "{http://www.w3.org/2000/09/xmldsig#}Signature"
+    assert body[1].tag == f"{{{SERVICES[service].namespace}}}{expected}"
+    assert envelope.find(f"{E}edXMLHeader")[-1].tag == "{http://www.w3.org/2000/09/xmldsig#}Signature"
     if kind == "response":
         request = load(service, operation, "request")
-        req_id = request.findtext(f"{E}edXMLHeader/{E}MessageHeader/{E}DocumentId")
+        req_id = request.findtext(f"{E}edXMLEnvelope/{E}edXMLHeader/{E}MessageHeader/{E}DocumentId")
         assert header.findtext(f"{E}ResponseFor/{E}DocumentId") == req_id
     # every element of the envelope carries the edXML prefix on the wire (gateways reject unprefixed ones)
-    for el in root.iter(f"{E}*"):
+    for el in envelope.iter(f"{E}*"):
         assert el.prefix == "edXML", el.tag
 
 
@@ -146,14 +147,14 @@ def test_payload_value_out_of_bounds_is_rejected(service, operation, element, va
 
 def test_unprefixed_edxml_element_is_rejected(lxml_schemas, xs_schemas):
     root = load("csdl_tthc", "LayThuTuc", "request")
-    subject = root.find(f"{E}edXMLHeader/{E}MessageHeader/{E}Subject")
+    subject = root.find(f"{E}edXMLEnvelope/{E}edXMLHeader/{E}MessageHeader/{E}Subject")
     subject.tag = "Subject"  # no namespace: what a careless producer writes
     assert_invalid_in_both(root, "csdl_tthc", lxml_schemas, xs_schemas)
 
 
 def test_missing_subject_is_rejected(lxml_schemas, xs_schemas):
     root = load("baocao", "GuiBaoCao", "request")
-    header = root.find(f"{E}edXMLHeader/{E}MessageHeader")
+    header = root.find(f"{E}edXMLEnvelope/{E}edXMLHeader/{E}MessageHeader")
     header.remove(header.find(f"{E}Subject"))
     assert_invalid_in_both(root, "baocao", lxml_schemas, xs_schemas)
 
@@ -188,7 +189,7 @@ def test_wsdl_loads_offline_and_names_exactly_the_operations(service):
         assert op.soapaction == name
         for message in (op.input, op.output):
             parts = list(message.body.type.elements) if hasattr(message.body, "type") else []
-            assert message.body.qname == etree.QName(EDXML_NS, "edXMLEnvelope")
+            assert message.body.qname == etree.QName(EDXML_NS, "edXML")
             assert parts, "the envelope element resolved to its type"
     assert ports[0].binding_options["address"].startswith("http://localhost:8080")
 
@@ -206,7 +207,7 @@ def test_wsdl_is_document_literal_soap11_with_one_envelope_part(service):
         parts = message.findall(f"{w}part")
         assert len(parts) == 1
         prefix, local = parts[0].get("element").split(":")
-        assert message.nsmap[prefix] == EDXML_NS and local == "edXMLEnvelope"
+        assert message.nsmap[prefix] == EDXML_NS and local == "edXML"
     for body in doc.iter(f"{s}body"):
         assert body.get("use") == "literal"
     imports = doc.findall(f"{w}types/{{http://www.w3.org/2001/XMLSchema}}schema/{{http://www.w3.org/2001/XMLSchema}}import")
@@ -220,10 +221,11 @@ def test_samples_were_not_modified_after_signing():
     import hashlib
 
     root = load("dvc_portal", "DongBoHoSoMC", "request")
-    signature = root[-1]
     ds = "{http://www.w3.org/2000/09/xmldsig#}"
+    signature = root.find(f"{E}edXMLEnvelope/{E}edXMLHeader/{ds}Signature")
     digest = signature.findtext(f"{ds}SignedInfo/{ds}Reference/{ds}DigestValue")
     unsigned = copy.deepcopy(root)
-    unsigned.remove(unsigned[-1])
+    header = unsigned.find(f"{E}edXMLEnvelope/{E}edXMLHeader")
+    header.remove(header[-1])
     c14n = etree.tostring(unsigned, method="c14n", exclusive=True)
     assert base64.b64encode(hashlib.sha256(c14n).digest()).decode() == digest
