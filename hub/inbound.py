@@ -21,6 +21,7 @@ from ..connectors.services import EDXML_NS
 from .envelope import LEGACY, Envelope, envelope_of, parse_envelope, q
 from .errors import AttachmentMismatch, EnvelopeError, LegacyEnvelope, WrongRecipient, WrongSender
 from .validation import validate
+from .xmlsafe import parse_xml
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..signing.verifier import VerifiedDocument, Verifier
@@ -77,11 +78,15 @@ def open_envelope(
     what: str = "message",
 ) -> Accepted:
     """Verify, validate and address-check one signed envelope; return only verified content."""
-    verified = verifier.verify(data)
-    root = verified.root
-    if envelope_of(root)[1] == LEGACY:
+    # The shape first, as a gateway reads it (root -> envelope), so a misplaced or doubled envelope
+    # is named as such rather than as a signature the verifier cannot find; nothing is used from
+    # the unverified tree but its structure.
+    received = data if isinstance(data, etree._Element) else parse_xml(bytes(data), what="signed document")
+    if envelope_of(received)[1] == LEGACY:
         raise LegacyEnvelope(f"{what} is a bare edXML:edXMLEnvelope (the hub's earlier shape); the axis reads an "
                              "edXML document whose root holds the envelope")
+    verified = verifier.verify(received)
+    root = verified.root
     validate(root, service_name, what=what)
     check_prefixes(root)
     check_attachments(root)

@@ -247,3 +247,26 @@ def test_a_discarded_dead_letter_joins_its_dossiers_timeline(engine, ledger):
     assert (last.first.operation, last.outcome, last.reply) == ("outbox.discard", "discarded", None)
     assert last.request_records[0]["discard_reason"] == "trùng hồ sơ"
     assert json.loads(AuditTrail(engine).body(last.first.seq))["partition_key"] == MA_HO_SO
+
+
+def test_messages_in_the_earlier_envelope_shape_still_verify(engine, conn_home, trust):
+    """Years of messages in the hub's earlier shape (bare edXMLEnvelope, signature as its last child)
+    stay verifiable after the switch to the edXML document the axis reads."""
+    from lienthong.connectors.payload import element
+    from lienthong.connectors.soapframe import wrap_soap
+    from lienthong.hub.envelope import Party, build_legacy_envelope
+    from lienthong.signing.cli import signer_for
+
+    signer = signer_for(settings_for(conn_home, None))
+    payload = element("urn:lienthong:dvc:1", "TraCuuHoSo", {"MaHoSo": MA_HO_SO}, prefix="dvc")
+    message = wrap_soap(signer.sign(build_legacy_envelope(
+        sender=Party(signer.agency_code, "Bộ"), recipients=[Party("000.00.00.G22", "Văn phòng Chính phủ")],
+        subject="TraCuuHoSo", payload=payload)))
+    assert b"<edXML:edXMLEnvelope" in message and b"<edXML xmlns" not in message
+    audit = AuditTrail(engine)
+    seqs = [audit.record(direction="out", partner="dvc_portal", operation="TraCuuHoSo", raw=raw, outcome="sent",
+                         from_agency=signer.agency_code)
+            for raw in (message, message.replace(MA_HO_SO.encode(), b"000.00.00.G10-20260101-0000009"))]
+    checks = [verify_entry_signature(load_entry(engine, s).entry, load_entry(engine, s).raw, trust) for s in seqs]
+    assert checks[0].status == "valid" and checks[0].signer_agency == signer.agency_code
+    assert checks[1].status == "invalid" and checks[1].code == "SIGNATURE_DIGEST_MISMATCH"

@@ -16,7 +16,7 @@ import pytest
 from lienthong.connectors.payload import element
 from lienthong.connectors.services import DVC_PORTAL
 from lienthong.connectors.soapframe import wrap_soap
-from lienthong.hub.envelope import Party, build_envelope, new_document_id
+from lienthong.hub.envelope import Party, build_envelope, build_legacy_envelope, new_document_id
 from lienthong.signing import Signer
 from lienthong.signing.keys import SigningIdentity
 from lienthong.signing.pki import issue_certificate, load_ca, revoke
@@ -120,6 +120,48 @@ def _wrap(data: bytes) -> bytes:
     return etree.tostring(forged)
 
 
+def _legacy(kit: Kit) -> bytes:
+    """The hub's earlier shape, correctly signed: a bare edXMLEnvelope root, payload in Payload."""
+    return kit.signer.sign(build_legacy_envelope(sender=HUB, recipients=[NATIONAL], subject="DongBoHoSoMC",
+                                                 payload=_payload(), document_id=new_document_id()))
+
+
+def _two_envelopes(kit: Kit) -> bytes:
+    """Two envelopes under one root, signed as a whole: a gateway would route the first, the hub
+    might read the second; neither may be chosen."""
+    root = _envelope()
+    second = _envelope(payload=element(DVC_PORTAL.namespace, "DongBoHoSoMC",
+                                       {"isUpdating": True, "HoSo": [dossier(DOSSIER, status=10)]}, prefix="dvc"))
+    root.append(second.find(f"{EDX}edXMLEnvelope"))
+    return kit.signer.sign(root)
+
+
+def _envelope_outside_the_root(kit: Kit) -> bytes:
+    """The envelope one level down, inside a wrapper element, where gateways do not look for it."""
+    root = _envelope()
+    envelope = root.find(f"{EDX}edXMLEnvelope")
+    wrapper = etree.SubElement(root, "{urn:wrapper}Wrapper")
+    wrapper.append(envelope)
+    return etree.tostring(root)
+
+
+def _forged_content_id(kit: Kit) -> bytes:
+    """An attachment rides along under a content id the manifest does not list (it lists another)."""
+    root = _envelope()
+    manifest = root.find(f"{EDX}edXMLEnvelope/{EDX}edXMLBody/{EDX}edXMLManifest")
+    ref = etree.SubElement(manifest, f"{EDX}Reference")
+    ref.set("{http://www.w3.org/1999/xlink}href", "cid:ket-qua-1")
+    ref.set("{http://www.w3.org/1999/xlink}type", "simple")
+    for name, value in (("AttachmentName", "ket-qua.pdf"), ("ContentType", "application/pdf"),
+                        ("ContentId", "ket-qua-1")):
+        etree.SubElement(ref, f"{EDX}{name}").text = value
+    attachment = etree.SubElement(etree.SubElement(root, f"{EDX}AttachmentEncoded"), f"{EDX}Attachment")
+    for name, value in (("ContentType", "application/pdf"), ("ContentId", "ket-qua-2"),
+                        ("ContentTransferEncoded", "JVBERi0xLjQK"), ("AttachmentName", "ket-qua.pdf")):
+        etree.SubElement(attachment, f"{EDX}{name}").text = value
+    return kit.signer.sign(root)
+
+
 def _corrupt_signature_value(data: bytes) -> bytes:
     value = re.search(rb"<ds:SignatureValue>([^<]+)</ds:SignatureValue>", data)
     flipped = value.group(1)[:10] + (b"A" if value.group(1)[10:11] != b"A" else b"B") + value.group(1)[11:]
@@ -190,6 +232,11 @@ CASES: list[tuple[str, Callable[[Kit], bytes], str, str]] = [
         DVC_PORTAL.namespace, "DongBoHoSoMC", {"isUpdating": False, "HoSo": [dossier(DOSSIER, status=11)]},
         prefix="dvc"))), "", "SCHEMA_INVALID"),
     ("unprefixed-edxml", _unprefixed, "", "ENVELOPE_INVALID"),
+    # --- the shape gateways read: root edXML -> one envelope -> header -> parts
+    ("legacy-bare-envelope", _legacy, "", "ENVELOPE_LEGACY_SHAPE"),
+    ("two-envelopes-under-one-root", _two_envelopes, "", "ENVELOPE_STRUCTURE"),
+    ("envelope-outside-the-root", _envelope_outside_the_root, "", "ENVELOPE_STRUCTURE"),
+    ("attachment-with-a-forged-content-id", _forged_content_id, "", "ENVELOPE_ATTACHMENT_MISMATCH"),
     ("subject-disagrees-with-soapaction", lambda k: k.signed(_envelope(subject="TraCuuHoSo")), "",
      "ENVELOPE_INVALID"),
     ("unknown-soapaction", lambda k: k.signed(), "XoaHoSo", "UNKNOWN_OPERATION"),
