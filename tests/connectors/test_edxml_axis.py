@@ -27,7 +27,8 @@ from lienthong.connectors.transport import transport_for
 from lienthong.hub import errors
 from lienthong.hub.envelope import Party, build_envelope, new_document_id
 from lienthong.hub.store.models import AuditEntry
-from lienthong.signing import Signer, load_identity
+from lienthong.signing import Signer, Verifier, load_identity
+from lienthong.signing.cli import trust_store_for
 from lxml import etree
 from national_helpers import PASSWORD
 from sqlalchemy import select
@@ -165,9 +166,11 @@ def test_every_message_of_a_run_reads_as_the_axis_reads_it_and_verifies_with_xml
                                .order_by(AuditEntry.seq)).all()
     assert len(entries) >= 26 and {e.operation for e in entries} >= {"DongBoHoSoMC", "TaiPhanTepKetQua", "GuiBaoCao"}
     requests_by_id, doc_types = {}, []
+    verifier = Verifier(trust_store_for(settings))
     for seq, direction, operation in entries:
         document = body_bytes(audit.body(seq))
         read = gateway_read(document)
+        assert verifier.verify(document).root.tag == f"{EDX}edXML"  # the hub's verifier, on the document alone
         assert read["subject"] == operation
         if direction == "out":
             requests_by_id[read["document_id"]] = read
