@@ -17,7 +17,7 @@ SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
 #: the transports a national service can be reached with (``connectors.transport.transport_for``)
-TRANSPORTS = ("soap",)
+TRANSPORTS = ("soap", "json")
 
 MiB = 1024 * 1024
 #: the reply limit of an operation that names none: an acknowledgement, a status, one record

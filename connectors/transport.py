@@ -28,4 +28,8 @@ def transport_for(settings: Settings, service_name: str, *, audit: AuditTrail) -
         from .soap import SoapConnector
 
         return SoapConnector(settings, service_name, audit=audit)
+    if kind == "json":
+        from .json_adapter import JsonTransport
+
+        return JsonTransport(settings, service_name, audit=audit)
     raise ConfigurationError(f"{service_name}: unknown transport {kind!r}; known: {', '.join(TRANSPORTS)}")

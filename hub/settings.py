@@ -39,6 +39,19 @@ def _env_moment(env: os._Environ | dict, name: str) -> datetime | None:
     return moment
 
 
+def _secret(env: os._Environ | dict, name: str) -> str | None:
+    """A secret from ``NAME`` or from the file ``NAME_FILE`` names (its first line), never both."""
+    value, path = env.get(name) or None, env.get(f"{name}_FILE") or None
+    if value and path:
+        raise ConfigurationError(f"set {name} or {name}_FILE, not both")
+    if path:
+        try:
+            return Path(path).expanduser().read_text(encoding="utf-8").splitlines()[0].strip() or None
+        except (OSError, IndexError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"{name}_FILE: cannot read {path}: {exc}") from None
+    return value
+
+
 def _env_bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
@@ -57,8 +70,15 @@ class PartnerEndpoint:
     tls_verify: bool | str = True
     #: optional client certificate for mutual TLS: a PEM path, or "cert.pem,key.pem"
     client_cert: str | None = None
-    #: how the service is reached (``lienthong.connectors.transport.transport_for``): ``soap``
+    #: how the service is reached (``lienthong.connectors.transport.transport_for``): ``soap`` or ``json``
     transport: str = "soap"
+    #: the portal's JSON adapter (``transport == "json"``; ``url`` is then the adapter's base URL)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    dstcode: str | None = None
+    auth_path: str | None = None
+    integration_path: str | None = None
+    share_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +162,12 @@ class Settings:
                 service=service,
                 url=env.get(f"{var}_URL") or None,
                 transport=(env.get(f"{var}_TRANSPORT") or "soap").strip().lower(),
+                username=env.get(f"{var}_USERNAME") or None,
+                password=_secret(env, f"{var}_PASSWORD"),
+                dstcode=env.get(f"{var}_DSTCODE") or None,
+                auth_path=env.get(f"{var}_AUTH_PATH") or None,
+                integration_path=env.get(f"{var}_INTEGRATION_PATH") or None,
+                share_path=env.get(f"{var}_SHARE_PATH") or None,
                 agency_code=env.get("LIENTHONG_NATIONAL_AGENCY_CODE") or NATIONAL_AGENCY_CODE,
                 tls_verify=tls_verify,
                 client_cert=env.get("LIENTHONG_CLIENT_CERT") or None,

@@ -73,6 +73,8 @@ from .catalogue import (
     DEFAULT_UNPUBLISH_RATE,
     Catalogue,
 )
+from .json_adapter import ROOT as JSON_ROOT
+from .json_adapter import JsonAdapter
 from .operations import STATE_CHANGING, Call, OperationFault, Operations
 from .store import SandboxStore
 
@@ -134,6 +136,12 @@ class SandboxConfig:
     public_url: str | None = None
     #: the sandbox's notion of "now" (UTC, aware): tests pin it; certificates are checked at real time
     clock: Callable[[], datetime] | None = None
+    # -- the portal's JSON adapter (sandbox/json_adapter.py), under /adapter
+    json_username: str = "lienthong"
+    json_password: str = "sandbox-adapter"
+    json_dstcode: str = NATIONAL_AGENCY_CODE
+    #: seconds a login session lasts (``--session-ttl``)
+    session_ttl: float = 1800.0
 
 
 class FaultInjector:
@@ -232,6 +240,7 @@ class SandboxServer:
         self._thread: threading.Thread | None = None
         self.base_url: str | None = None
         self._paths = {spec.path: spec for spec in SERVICES.values()}
+        self.json_adapter = JsonAdapter(self)
         self._schema_files = {p.name for p in schemas_dir().glob("*.xsd")}
 
     # -- set-up ------------------------------------------------------------------------------
@@ -560,6 +569,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/tsa":
             self._serve_tsa(app)
             return
+        if path.startswith(JSON_ROOT + "/"):
+            self._serve_json(app, path)
+            return
         spec = app._paths.get(path)
         if spec is None:
             self._drain()
@@ -588,6 +600,24 @@ class _Handler(BaseHTTPRequestHandler):
         response = app.handle_soap(spec, self.headers.get("SOAPAction"), data, base_url=self._base_url())
         if response.hang:
             # processed, but the reply is lost: hold the connection, then drop it without answering
+            app._stopping.wait(app.config.timeout_seconds)
+            self.close_connection = True
+            return
+        self._send(response.status, response.body, response.content_type, response.headers)
+
+    def _serve_json(self, app: SandboxServer, path: str) -> None:
+        length = self.headers.get("Content-Length") or ""
+        if not length.isdigit() or int(length) > app.config.max_body_bytes:
+            self.close_connection = True
+            self._send(413 if length.isdigit() else 411, b'{"error_code": 1, "message": "bad Content-Length"}',
+                       "application/json")
+            return
+        data = self.rfile.read(int(length))
+        if len(data) < int(length):
+            self.close_connection = True  # the sender went away mid-request: nothing arrived
+            return
+        response = app.json_adapter.handle(path, self.headers, data, base_url=self._base_url())
+        if response.hang:
             app._stopping.wait(app.config.timeout_seconds)
             self.close_connection = True
             return
@@ -695,6 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-review-seconds", type=float, default=0.0,
                    help="a report reads DA_DUYET after this delay")
     p.add_argument("--public-url", default=None, help="base URL to use in links handed out (result files)")
+    p.add_argument("--session-ttl", type=float, default=1800.0,
+                   help="seconds a login session of the JSON adapter (/adapter) lasts (default 1800)")
+    p.add_argument("--json-username", default="lienthong", help="the JSON adapter's account (default lienthong)")
+    p.add_argument("--json-password", default="sandbox-adapter", help="its password (default sandbox-adapter)")
+    p.add_argument("--json-dstcode", default=NATIONAL_AGENCY_CODE, help="the dstcode header it expects")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return p
 
@@ -718,6 +753,8 @@ def config_from_args(args: argparse.Namespace, settings: Settings | None = None)
         fail_rate=args.fail_rate, fatal_rate=args.fatal_rate, timeout_rate=args.timeout_rate,
         timeout_seconds=args.timeout_seconds, latency_ms=args.latency_ms, fault_seed=args.fault_seed,
         report_review_seconds=args.report_review_seconds, public_url=args.public_url,
+        session_ttl=args.session_ttl, json_username=args.json_username, json_password=args.json_password,
+        json_dstcode=args.json_dstcode,
     )
 
 
