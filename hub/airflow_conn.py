@@ -45,7 +45,12 @@ Extra (JSON object; unknown keys are refused so that a typo cannot silently fall
 ``tls_verify``            ``true`` / ``false``, or a CA bundle path for the TLS server certificate.
 ``tls_client_cert``       client certificate for mutual TLS: ``"cert.pem"`` (key inside) or
                           ``"cert.pem,key.pem"`` or ``["cert.pem", "key.pem"]``.
-``transport``             how the service is reached (``connectors.transport``): ``soap``.
+``transport``             how the service is reached (``connectors.transport``): ``soap`` or ``json``
+                          (the portal's JSON adapter: ``host`` is then its base URL, ``login`` and
+                          ``password`` its account, and the key password comes from
+                          ``key_password_file`` / ``key_password_env``).
+``dstcode``, ``auth_path``, ``integration_path``, ``share_path``
+                          json: the adapter's ``dstcode`` header and its three paths.
 ``operation_timeout``     the deadline of one exchange in seconds, connect + send + receive (> 0).
 ``signature_algorithm``   ``rsa-sha256`` or ``ecdsa-sha256`` for our outgoing signatures.
 ========================= =====================================================================
@@ -92,7 +97,11 @@ EXTRA_KEYS: dict[str, str] = {
     "tls_client_cert": "client certificate (and key) for mutual TLS",
     "operation_timeout": "the deadline of one exchange, in seconds",
     "signature_algorithm": "rsa-sha256 or ecdsa-sha256",
-    "transport": "how the service is reached: soap",
+    "transport": "how the service is reached: soap or json",
+    "dstcode": "json: the dstcode header the portal's adapter expects",
+    "auth_path": "json: the adapter's login path",
+    "integration_path": "json: the adapter's data-services path",
+    "share_path": "json: the adapter's dictionary path",
 }
 
 SIGNATURE_ALGORITHMS = ("rsa-sha256", "ecdsa-sha256")
@@ -283,8 +292,12 @@ class _ParsedConnection:
             fields["signature_algorithm"] = algorithm
         return fields
 
+    def _json(self) -> bool:
+        return (self._text("transport") or "soap").lower() == "json"
+
     def _key_password(self) -> str | None:
-        password = getattr(self.conn, "password", None) or None
+        # over json the connection's login and password are the adapter's account (see endpoint)
+        password = None if self._json() else getattr(self.conn, "password", None) or None
         file_ref = self._text("key_password_file")
         env_ref = self._text("key_password_env")
         given = [name for name, value in (("password", password), ("extra 'key_password_file'", file_ref),
@@ -334,6 +347,12 @@ class _ParsedConnection:
             if transport.lower() not in TRANSPORTS:
                 raise self._error(f"extra 'transport' {transport!r} is not one of {', '.join(TRANSPORTS)}")
             changes["transport"] = transport.lower()
+        if self._json():
+            changes["username"] = (getattr(self.conn, "login", None) or "").strip() or default.username
+            changes["password"] = getattr(self.conn, "password", None) or default.password
+            for key in ("dstcode", "auth_path", "integration_path", "share_path"):
+                if (value := self._text(key)) is not None:
+                    changes[key] = value
         return replace(default, service=self.spec.name, **changes)
 
     def _url(self) -> str | None:

@@ -26,6 +26,7 @@ class FakeConnection:
     host: str | None = None
     schema: str | None = None
     port: int | None = None
+    login: str | None = None
     password: str | None = None
     extra: str | None = None
     conn_type: str = "http"
@@ -116,7 +117,8 @@ def test_every_extra_key_is_applied(base: Settings, tmp_home: Path, monkeypatch:
         "signature_algorithm": "ecdsa-sha256",
         "transport": "soap",
     }
-    assert set(extra) | {"path", "key_password_file"} == set(EXTRA_KEYS)
+    json_only = {"dstcode", "auth_path", "integration_path", "share_path"}  # see the json test below
+    assert set(extra) | {"path", "key_password_file"} | json_only == set(EXTRA_KEYS)
     settings = settings_from_connections(
         {"baocao": conn("lienthong_baocao", host="https://r.example.gov.vn/baocao", extra=extra)}, base=base)
     assert settings.agency_code == "000.00.00.G09"
@@ -155,6 +157,21 @@ def test_client_cert_as_one_comma_separated_string(base: Settings):
     settings = settings_from_connections(
         {"csdl_tthc": conn(extra={"tls_client_cert": "/a/cert.pem,/a/key.pem"})}, base=base)
     assert settings.partner("csdl_tthc").client_cert == "/a/cert.pem,/a/key.pem"
+
+
+def test_a_json_connection_carries_the_adapter_account_and_paths(base: Settings, tmp_home: Path):
+    (tmp_home / "kp").write_text("key-secret\n")
+    settings = settings_from_connections({"dvc_portal": conn(
+        "lienthong_dvc", host="https://adapter.example.gov.vn/api", login="bo-g10", password="adapter-secret",
+        extra={"transport": "json", "dstcode": "000.00.00.G22", "auth_path": "/xacthuc", "integration_path": "/tichhop",
+               "share_path": "/chiase", "key_password_file": "kp"})}, base=base)
+    portal = settings.partner("dvc_portal")
+    assert (portal.transport, portal.url, portal.username, portal.password) == (
+        "json", "https://adapter.example.gov.vn/api", "bo-g10", "adapter-secret")
+    assert (portal.dstcode, portal.auth_path, portal.integration_path, portal.share_path) == (
+        "000.00.00.G22", "/xacthuc", "/tichhop", "/chiase")
+    assert settings.key_password_bytes() == b"key-secret"  # the password field is the adapter's, not the key's
+    assert "adapter-secret" not in repr(portal)
 
 
 def test_the_transport_comes_from_the_connection(base: Settings):
