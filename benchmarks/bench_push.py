@@ -138,7 +138,7 @@ def _worker(db_url: str, batch_size: int, worker_id: str, audit: bool, results: 
     the outbox holds nothing pending or claimed (and, with ``until``, that event is set: the steady
     load is over); reports its counts and its own CPU time."""
     from lienthong.connectors.dvc_portal import DvcPortalClient
-    from lienthong.connectors.soap import SoapConnector
+    from lienthong.connectors.transport import transport_for
     from lienthong.hub.audit import AuditTrail
     from lienthong.hub.delivery import outbox
     from lienthong.hub.delivery.engine import deliver_once
@@ -148,7 +148,7 @@ def _worker(db_url: str, batch_size: int, worker_id: str, audit: bool, results: 
     settings = Settings.from_env()
     engine = make_engine(db_url)
     ledger = AuditTrail(engine) if audit else NoAudit(engine)
-    portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=ledger))
+    portal = DvcPortalClient(transport_for(settings, "dvc_portal", audit=ledger))  # LIENTHONG_DVC_TRANSPORT
     totals = dict.fromkeys(_COUNTS, 0)
     reasons: dict[str, int] = {}
     stopped = None
@@ -280,6 +280,17 @@ def human(seconds: float | None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+def over(transport: str, sandbox: SandboxProcess) -> None:
+    """Point the delivery workers (which read the environment) at the sandbox over ``transport``:
+    its SOAP service, or its emulation of the portal's JSON adapter."""
+    os.environ["LIENTHONG_DVC_TRANSPORT"] = transport
+    if transport == "json":
+        os.environ.update(LIENTHONG_DVC_URL=f"{sandbox.base_url}/adapter", LIENTHONG_DVC_USERNAME="lienthong",
+                          LIENTHONG_DVC_PASSWORD="sandbox-adapter", LIENTHONG_DVC_DSTCODE="000.00.00.G22")
+    else:
+        os.environ["LIENTHONG_DVC_URL"] = f"{sandbox.base_url}/dvc"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5_000,
@@ -294,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="delivery worker processes, as the status-push DAG maps them (default 2)")
     parser.add_argument("--senders", type=int, default=2,
                         help="messages in flight per worker (deliver_once senders, default 2)")
+    parser.add_argument("--transport", default="soap",
+                        help="transports to push over, in the same run: soap, json or soap,json (default soap)")
     parser.add_argument("--no-audit-cost", action="store_true",
                         help="skip the run without the audit ledger (the cost of auditing)")
     parser.add_argument("--steady-rate", type=float, default=200.0,
@@ -302,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="length of the steady-load phase, 0 to skip (default 30)")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    transports = [t.strip() for t in args.transport.split(",") if t.strip()]
+    if not transports or set(transports) - {"soap", "json"}:
+        parser.error("--transport takes soap, json or soap,json")
     if args.events < 10 or not batches or any(b < 1 for b in batches):
         parser.error("--events must be >= 10 and batch sizes >= 1")
 
@@ -352,18 +368,19 @@ def main(argv: list[str] | None = None) -> int:
 
         # (label, batch size, audited): every batch size with the ledger, then the largest again
         # without it, so the cost of auditing is measured in the same run
-        plan = [(f"batch {b}", b, True) for b in batches]
+        plan = [(f"{tr} batch {b}" if len(transports) > 1 else f"batch {b}", b, True, tr)
+                for tr in transports for b in batches]
         if not args.no_audit_cost:
-            plan.append((f"batch {max(batches)}, no audit", max(batches), False))
+            plan.append((f"batch {max(batches)}, no audit", max(batches), False, transports[0]))
         runs: list[dict[str, Any]] = []
         steady = None
         try:
-            for label, batch, audited in plan:
+            for label, batch, audited, transport in plan:
                 # a fresh portal per run: the same events must meet a portal that has never seen
                 # these dossiers, or the second run's first snapshots would be out of order
                 sandbox = SandboxProcess(home, password, args.procedures)
                 try:
-                    os.environ["LIENTHONG_DVC_URL"] = f"{sandbox.base_url}/dvc"
+                    over(transport, sandbox)
                     url = args.db_url or f"sqlite:///{tmp / f'hub-{len(runs)}.db'}"
                     engine = fresh_store(url)
                     taken = intake(engine, sim.db.engine)
@@ -371,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                     pushed = deliver(url, batch, sandbox, workers=args.workers, senders=args.senders, audit=audited,
                                      label=f"r{len(runs)}")
                     engine = make_engine(url)
-                    runs.append({"label": label, "batch": batch, "audited": audited, "taken": taken, "pushed": pushed,
+                    runs.append({"label": label, "batch": batch, "audited": audited, "transport": transport,
+                                 "taken": taken, "pushed": pushed,
                                  "stats": stats(engine), "latency": hub_latency(engine)})
                     engine.dispose()
                 finally:
@@ -379,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.steady_seconds > 0:
                 sandbox = SandboxProcess(home, password, args.procedures)
                 try:
-                    os.environ["LIENTHONG_DVC_URL"] = f"{sandbox.base_url}/dvc"
+                    over(transports[0], sandbox)
                     url = args.db_url or f"sqlite:///{tmp / 'hub-steady.db'}"
                     steady = steady_load(url, tmp / "onestop-steady.db", sandbox, rate=args.steady_rate,
                                          seconds=args.steady_seconds, workers=args.workers, senders=args.senders,
@@ -407,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{p['retried']:>7} {p['hub_cpu'] / n * 1000:>13.2f} {p['sandbox_cpu'] / n * 1000:>17.2f}")
         if p["reasons"] or p["stopped"]:
             print(f"        dead letters {p['reasons']}, stopped: {p['stopped']}")
-        if run["batch"] == 1 and run["audited"]:
+        if run["batch"] == 1 and run["audited"] and run["transport"] == "soap":  # json carries no signature
             print(f"        batch 1 reaches {p['rate'] / sign_rate:.1%} of the raw sign ceiling ({sign_rate:,.0f}/s)")
     print("  (signed/s: signed exchanges per second, messages + TraCuuHoSo lookups. Every dossier here was")
     print("   submitted after the hub went live (LIENTHONG_PORTAL_SOLE_FEED_SINCE), so none needs a lookup)")

@@ -57,7 +57,9 @@ _SUBJECT = AuditSubject.__table__
 _STATE = AuditSubjectState.__table__
 
 #: element (or JSON key) local names → subject kind
-SUBJECT_FIELDS = {"MaHoSo": "dossier", "MaTTHC": "procedure", "MATTHC": "procedure"}
+SUBJECT_FIELDS = {"MaHoSo": "dossier", "MaTTHC": "procedure", "MATTHC": "procedure",
+                  # the portal JSON adapter's own spellings of the same codes
+                  "mahoso": "dossier", "maTTHC": "procedure"}
 KINDS = ("dossier", "procedure", "unparsed")
 _SUBJECT_TAGS = tuple("{*}" + name for name in SUBJECT_FIELDS) + tuple(SUBJECT_FIELDS)
 _VALUE_LIMIT = 128

@@ -188,3 +188,18 @@ def test_a_huge_answer_is_abandoned_at_the_limit(over_json, audit):
     portal = _answered(over_json, audit, 200, b'{"error_code": 0, "result": [' + b'"x",' * 13_000_000 + b'"x"]}')
     with pytest.raises(errors.ReplyTooLarge):
         portal.sync_dossiers([dossier()], is_updating=False)
+
+
+def test_json_entries_are_found_by_dossier_and_shown_masked(over_json, audit):
+    from lienthong.hub.audit.masking import Masker
+    from lienthong.hub.audit.query import SearchQuery, load_entry, search
+
+    portal = DvcPortalClient(transport_for(over_json, "dvc_portal", audit=audit))
+    portal.lookup(MA)
+    portal.sync_dossiers([dossier()], is_updating=False)
+    found = search(audit.engine, SearchQuery(dossier=MA))
+    assert {(e.operation, e.direction) for e in found} >= {("TraCuuHoSo", "out"), ("DongBoHoSoMC", "out"),
+                                                          ("DongBoHoSoMC", "in")}
+    sent = next(e for e in found if e.operation == "DongBoHoSoMC" and e.direction == "out")
+    shown = Masker().body_text(load_entry(audit.engine, sent.seq).raw)
+    assert MA in shown and "Nguyễn Văn An" not in shown  # the owner's name is masked, the code is not
