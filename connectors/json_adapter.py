@@ -22,8 +22,11 @@ byte for byte, except the password and the session token, which are replaced by 
 stored bytes (``«redacted:…»``): the chain covers exactly what is stored. The exchange itself is the
 bounded one of :mod:`.http` (one deadline, replies read with the operation's size limit).
 
-Only what the adapter offers goes over it: the result-file upload and the catalogue's paged,
-dated listing are SOAP operations (``transport_for`` refuses a JSON transport for them, naming them).
+The dictionary services (``{base}{share path}``) feed the catalogue sync: ``LayDanhSachTTHC``,
+``LayThuTuc`` (``maTTHC``), ``LayDanhMucCoQuan``, ``LayDanhMucLinhVuc``; the catalogue keeps its
+watermark from each procedure's ``NGAYCAPNHAT``, so an adapter that lists procedures without it is
+refused by name. Only what the adapter offers goes over it: the result-file upload and reporting
+stay SOAP operations (a JSON transport refuses them, naming them).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from ..hub.errors import (
 )
 from .http import HttpClient, HttpLimits, HttpReply
 from .port import PartnerAnswer, PartnerCall
-from .services import DVC_PORTAL, ServiceSpec, service
+from .services import CSDL_TTHC, DVC_PORTAL, THUTUC_LISTS, ServiceSpec, service
 
 #: what a JSON answer may be labelled
 JSON_CONTENT_TYPES = ("application/json", "text/json", "text/plain")
@@ -160,7 +163,82 @@ def _tracuu_answer(params: Mapping[str, Any], answer: dict[str, Any]) -> dict[st
             **({"NgayCapNhat": str(found["NgayCapNhat"])} if found and found.get("NgayCapNhat") else {})}
 
 
+def _listing_body(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (("tungay", national_value(params.get("TuNgay"))), ("trang", national_value(params.get("Trang"))),
+                              ("sobanghi", national_value(params.get("SoBanGhi")))) if v is not None}
+
+
+def _listing_answer(params: Mapping[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The adapter's list of procedures as the catalogue reads a page of it. A deployment that
+    pages gives ``total``; one that does not answers everything at once (page 1 is all of it). The
+    catalogue keeps its watermark from NGAYCAPNHAT: an adapter that omits it cannot feed the sync."""
+    items = [i for i in answer.get("result") or [] if isinstance(i, Mapping)]
+    page = int(params.get("Trang") or 1)
+    paged = "total" in answer
+    if not paged and page > 1:
+        items = []
+    out = []
+    for item in items:
+        if not item.get("MATTHC") or not item.get("NGAYCAPNHAT"):
+            raise UnexpectedResponse(f"the adapter's LayDanhSachTTHC lists {item.get('MATTHC') or 'a procedure'} without "
+                                     "MATTHC/NGAYCAPNHAT: the catalogue sync needs both (reach csdl_tthc over soap)")
+        # the adapter lists the published catalogue: an item that says nothing else is published
+        out.append({"MATTHC": str(item["MATTHC"]), "NGAYCAPNHAT": _iso(str(item["NGAYCAPNHAT"])),
+                    "TRANGTHAI": str(item.get("TRANGTHAI", "1"))})
+    total = int(answer["total"]) if paged else (len(out) if page == 1 else 0)
+    return {"TongSo": str(total), "Trang": str(page), "SoBanGhi": str(params.get("SoBanGhi") or len(out)), "TTHC": out}
+
+
+def _iso(moment: str) -> str:
+    """A moment as the catalogue reads it (ISO 8601): the portal's ``yyyyMMddHHmmss`` is Vietnam time."""
+    if len(moment) == 14 and moment.isdigit():
+        return f"{moment[:4]}-{moment[4:6]}-{moment[6:8]}T{moment[8:10]}:{moment[10:12]}:{moment[12:]}+07:00"
+    return moment
+
+
+def _thutuc_body(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {"maTTHC": str(params.get("MATTHC") or "")}
+
+
+def _thutuc_answer(params: Mapping[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    items = [i for i in answer.get("result") or [] if isinstance(i, Mapping)]
+    if not items:
+        raise PartnerFault(f"the adapter has no procedure {params.get('MATTHC')}: {answer.get('message') or 'empty result'}",
+                           fault_code="KHONG_TON_TAI")
+    return {"ThuTuc": _record(items[0])}
+
+
+def _record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A procedure record with the catalogue's repeated fields as lists, leaves as text."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            value = _record(value)
+        elif isinstance(value, list):
+            value = [_record(v) if isinstance(v, Mapping) else ("" if v is None else str(v)) for v in value]
+        elif value is not None:
+            value = str(value) if not isinstance(value, bool) else ("1" if value else "0")
+        else:
+            continue
+        if key in THUTUC_LISTS and not isinstance(value, list):
+            value = [value]
+        out[key] = value
+    return out
+
+
+def _dictionary(key: str) -> Callable[[Mapping[str, Any], dict[str, Any]], dict[str, Any]]:
+    def decode(params: Mapping[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        return {key: [_record(i) for i in answer.get("result") or [] if isinstance(i, Mapping)]}
+    return decode
+
+
 OPERATIONS: dict[str, dict[str, tuple[str, Callable, Callable]]] = {
+    CSDL_TTHC.name: {
+        "LayDanhSachTTHC": ("share", _listing_body, _listing_answer),
+        "LayThuTuc": ("share", _thutuc_body, _thutuc_answer),
+        "LayDanhMucCoQuan": ("share", lambda params: {}, _dictionary("CoQuan")),
+        "LayDanhMucLinhVuc": ("share", lambda params: {}, _dictionary("LinhVuc")),
+    },
     DVC_PORTAL.name: {
         "DongBoHoSoMC": ("integration", _dongbo_body, _per_item("HoSo")),
         "CapNhatTienDoHoSoMC": ("integration", _capnhat_body, _per_item("QuaTrinhXuLy")),
@@ -185,6 +263,7 @@ class JsonTransport:
         self._session = session
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._login_lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = float("inf")
 
@@ -305,10 +384,16 @@ class JsonTransport:
                               if isinstance(expires_in, (int, float)) and expires_in > 0 else float("inf"))
         return token
 
-    def _token_now(self, *, renew: bool = False) -> str:
-        with self._lock:
-            token = self._token if not renew and time.monotonic() < self._renew_at else None
-        return token or self._login()
+    def _token_now(self, *, renew: str | None = None) -> str:
+        """The session token, logging in when there is none, it is due for renewal, or it is the
+        ``renew`` token the adapter just refused. One login at a time: threads that asked meanwhile
+        use the token it brought."""
+        with self._login_lock:
+            with self._lock:
+                token = self._token if time.monotonic() < self._renew_at else None
+            if token is None or token == renew:
+                token = self._login()
+            return token
 
     # --- the partner port ----------------------------------------------------------------------
     def handle(self, call: PartnerCall) -> PartnerAnswer:
@@ -319,14 +404,16 @@ class JsonTransport:
         kind, encode, decode = operations[call.operation]
         path = self.adapter.integration_path if kind == "integration" else self.adapter.share_path
         document_id = call.document_id or new_document_id()
+        refused: str | None = None
         for renew in (False, True):
-            token = self._token_now(renew=renew)
+            token = self._token_now(renew=refused)
             body = {"session": token, "madonvi": self.agency, "service": call.operation, **encode(call.params)}
             try:
                 answer, exchange = self._exchange(call.operation, path, body, document_id=document_id,
                                                   correlation_id=call.correlation_id, attempt=call.attempt,
                                                   secrets={token: REDACTED_SESSION})
             except _SessionExpired:
+                refused = token
                 if renew:
                     raise FatalError(f"{self.spec.name} refused a fresh session for {call.operation}: check the "
                                      "adapter account (LIENTHONG_DVC_USERNAME / _PASSWORD)") from None

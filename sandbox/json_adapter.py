@@ -2,7 +2,10 @@
 
 ``POST /adapter/auth`` logs in (``{"username", "password"}`` and a ``dstcode`` header → ``{"session",
 "error_code": 0, "expires_in"}``); ``POST /adapter/integration`` serves ``DongBoHoSoMC``,
-``CapNhatTienDoHoSoMC`` and ``TraCuuHoSo`` with ``{"session", "madonvi", "service", ...}``. A request
+``CapNhatTienDoHoSoMC`` and ``TraCuuHoSo`` with ``{"session", "madonvi", "service", ...}``, and
+``POST /adapter/share`` the catalogue's dictionary services (``LayDanhSachTTHC`` with ``tungay``,
+``trang``, ``sobanghi`` and a ``total`` in the answer; ``LayThuTuc`` with ``maTTHC``;
+``LayDanhMucCoQuan``; ``LayDanhMucLinhVuc``) from the same catalogue as the SOAP side. A request
 is turned into the same payload element the SOAP side receives, checked against the same XSD and
 handled by the same operation (``sandbox/operations.py``), so the portal's rules (a dossier created
 twice, a step older than the last one, a terminal status changed) hold over both transports.
@@ -31,7 +34,7 @@ from typing import Any
 
 from ..connectors.dvc_portal import HOSO_FIELDS, QUATRINH_FIELDS
 from ..connectors.payload import element, to_dict
-from ..connectors.services import DVC_PORTAL
+from ..connectors.services import CSDL_TTHC, DVC_PORTAL
 from ..hub.envelope import Party, build_envelope, new_document_id, parse_envelope
 from ..hub.errors import HubError
 from ..hub.validation import validate
@@ -40,6 +43,7 @@ from .operations import Call, OperationFault
 ROOT = "/adapter"
 AUTH, INTEGRATION, SHARE = f"{ROOT}/auth", f"{ROOT}/integration", f"{ROOT}/share"
 SERVICES = ("DongBoHoSoMC", "CapNhatTienDoHoSoMC", "TraCuuHoSo")
+DICTIONARY = ("LayDanhSachTTHC", "LayThuTuc", "LayDanhMucCoQuan", "LayDanhMucLinhVuc")
 
 
 @dataclass
@@ -86,10 +90,11 @@ class JsonAdapter:
         if injected == "fatal":
             return _answer(4, "the portal refused the request (sandbox fault injection)")
         service = body.get("service")
-        if path != INTEGRATION or service not in SERVICES:
-            return _answer(1, f"{path} offers no service {service!r} (offered: {', '.join(SERVICES)})")
+        offered = SERVICES if path == INTEGRATION else DICTIONARY if path == SHARE else ()
+        if service not in offered:
+            return _answer(1, f"{path} offers no service {service!r} (offered: {', '.join(offered) or 'none'})")
         try:
-            answer = self._serve(service, body, base_url)
+            answer = self._serve(service, body, base_url) if path == INTEGRATION else self._dictionary(service, body)
         except OperationFault as exc:
             return _answer(1, f"{exc.code}: {exc}")
         except HubError as exc:
@@ -158,6 +163,40 @@ class JsonAdapter:
         return {"error_code": 0, "message": f"{len(items) - refused} accepted, {refused} refused",
                 "result": [{"MaHoSo": i.get("MaHoSo"), "MaLoi": i.get("MaLoi"), "MoTa": i.get("MoTa", "")}
                            for i in items]}
+
+
+    def _dictionary(self, service: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The national catalogue's dictionary services, from the same catalogue as the SOAP side."""
+        app = self.app
+        agency = body.get("madonvi")
+        if not isinstance(agency, str) or not agency:
+            raise OperationFault("madonvi (the caller's agency code) is missing", code="THIEU_MA_DON_VI")
+        fields: dict[str, Any] = {}
+        if service == "LayDanhSachTTHC":
+            since = body.get("tungay")
+            if isinstance(since, str) and len(since) == 14 and since.isdigit():  # the portal's form, Vietnam time
+                since = f"{since[:4]}-{since[4:6]}-{since[6:8]}T{since[8:10]}:{since[10:12]}:{since[12:]}+07:00"
+            fields = {"TuNgay": since, "Trang": body.get("trang") or 1, "SoBanGhi": body.get("sobanghi") or 100}
+        elif service == "LayThuTuc":
+            fields = {"MATTHC": body.get("maTTHC")}
+        payload = element(CSDL_TTHC.namespace, service, fields, prefix="tthc")
+        document = build_envelope(sender=Party(agency, agency), recipients=[app.national], subject=service,
+                                  payload=payload, now=app.clock())
+        validate(document, CSDL_TTHC.name, what=f"{service} request")
+        envelope = parse_envelope(document)
+        received_at = app.clock()
+        call = Call(CSDL_TTHC, service, envelope, envelope.payload, received_at, app.config.public_url or "")
+        result = to_dict(app.operations.handler(service)(call, None), lists=CSDL_TTHC.repeated_in(service))
+        raw = json.dumps({k: v for k, v in body.items() if k != "session"}, ensure_ascii=False).encode()
+        app.store.log_message(None, service=CSDL_TTHC.name, operation=service, document_id=new_document_id(),
+                              from_agency=agency, outcome="OK", http_status=200, raw=raw, received_at=received_at)
+        if service == "LayDanhSachTTHC":
+            return {"error_code": 0, "message": "ok", "total": int(result.get("TongSo") or 0),
+                    "result": result.get("TTHC", [])}
+        if service == "LayThuTuc":
+            return {"error_code": 0, "message": "ok", "result": [result["ThuTuc"]] if "ThuTuc" in result else []}
+        key = "CoQuan" if service == "LayDanhMucCoQuan" else "LinhVuc"
+        return {"error_code": 0, "message": "ok", "result": result.get(key, [])}
 
 
 def _records(body: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -72,11 +72,15 @@ def _demo_dossier(settings: Settings, procedure: dict, now: datetime) -> dict:
     }
 
 
-def run_demo(console: Console, *, procedures: int = 300) -> int:
+#: the services the portal's JSON adapter serves, when the demo runs ``--transport json``
+JSON_SERVICES = ("csdl_tthc", "dvc_portal")
+
+
+def run_demo(console: Console, *, procedures: int = 300, transport: str = "soap") -> int:
     started = time.perf_counter()
     settings = Settings.from_env()
     settings.ensure_home()
-    console.rule("[bold]Liên thông Hub: demo")
+    console.rule("[bold]Liên thông Hub: demo" + (" over the portal's JSON adapter" if transport == "json" else ""))
     console.print(f"state under [cyan]{settings.home}[/]")
 
     pki = cmd_keys_init(settings)
@@ -96,9 +100,22 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
     try:
         for spec in SERVICES.values():
             settings = settings.with_partner(replace(settings.partner(spec.name), url=base_url + spec.path))
+        soap_settings = settings
+        if transport == "json":  # the catalogue and the portal through the sandbox's adapter
+            for name in JSON_SERVICES:
+                settings = settings.with_partner(replace(
+                    settings.partner(name), transport="json", url=base_url + "/adapter",
+                    username=sandbox.config.json_username, password=sandbox.config.json_password,
+                    dstcode=sandbox.config.json_dstcode))
 
-        def connector(name: str) -> PartnerTransport:
-            return _Recorder(transport_for(settings, name, audit=audit), rows)
+        transports: dict[tuple[str, bool], PartnerTransport] = {}
+
+        def connector(name: str, *, soap: bool = False) -> PartnerTransport:
+            """One transport per service (and wire) for the whole demo, as a worker keeps one."""
+            if (name, soap) not in transports:
+                transports[name, soap] = _Recorder(transport_for(soap_settings if soap else settings, name,
+                                                                 audit=audit), rows)
+            return transports[name, soap]
 
         now = datetime.now(UTC)
         context: dict = {}
@@ -125,7 +142,8 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
         sandbox.stop()
 
     signers = sorted({r.signer_agency for _, r in rows if r.signer_agency})
-    table = Table(title=f"Signed exchanges: every reply verified, signed by {', '.join(signers)}")
+    table = Table(title=f"Exchanges: every signed reply verified, signed by {', '.join(signers)}"
+                  + ("; JSON adapter calls are authenticated by their session" if transport == "json" else ""))
     for col in ("service", "operation", "calls", "ms p50", "audited"):
         table.add_column(col, no_wrap=True)
     groups: dict[tuple[str, str], list[PartnerAnswer]] = {}
@@ -137,7 +155,7 @@ def run_demo(console: Console, *, procedures: int = 300) -> int:
         table.add_row(name, operation, str(len(replies)), f"{latencies[len(latencies) // 2]:.0f}", str(audited))
     console.print(table)
     if received is not None:
-        console.print(f"the sandbox recorded {received} signed requests in its own store")
+        console.print(f"the sandbox recorded {received} requests in its own store")
 
     # What the hourly lienthong_audit_seal DAG does: sign a checkpoint of the ledger's head, then
     # verify chain and seals together, as `lienthong audit verify` does.
@@ -201,8 +219,10 @@ def _dvc(connector, settings: Settings, now: datetime, context: dict) -> dict:
     }
     progress = client.update_progress([step])
     result_file = ("GIẤY CHỨNG NHẬN (bản điện tử)\n" + procedure["TENTTHC"] + "\n").encode() * 2000
-    uploaded = client.upload_result(dossier["MaHoSo"], result_file, file_name="ket-qua.txt",
-                                    mime_type="text/plain", chunk_size=64 * 1024)
+    # the upload is a SOAP operation whatever carries the rest (the JSON adapter offers none)
+    uploader = DvcPortalClient(connector("dvc_portal", soap=True))
+    uploaded = uploader.upload_result(dossier["MaHoSo"], result_file, file_name="ket-qua.txt",
+                                      mime_type="text/plain", chunk_size=64 * 1024)
     after = client.lookup(dossier["MaHoSo"])
     return {"_lines": [
         f"dossier {dossier['MaHoSo']} ({procedure['MATTHC']}): portal had it before: {before['TonTai']}; "
@@ -249,7 +269,9 @@ def _push(connector, settings: Settings, store) -> dict:
     return {"_lines": [
         f"intake: {taken.read} changes read from the one-stop database, {taken.enqueued} new outbox events, "
         f"{taken.dead_lettered} dead letters",
-        f"push: {delivered} events delivered in {messages} signed messages ({lookups} TraCuuHoSo lookups), "
+        f"push: {delivered} events delivered in {messages} "
+        f"{'JSON adapter calls' if settings.partner('dvc_portal').transport == 'json' else 'signed messages'} "
+        f"({lookups} TraCuuHoSo lookups), "
         f"{dead} dead letters; outbox pending {outbox.depth.get('pending', 0)}",
         "see: lienthong status, lienthong dlq list",
     ]}

@@ -203,3 +203,12 @@ def test_json_entries_are_found_by_dossier_and_shown_masked(over_json, audit):
     sent = next(e for e in found if e.operation == "DongBoHoSoMC" and e.direction == "out")
     shown = Masker().body_text(load_entry(audit.engine, sent.seq).raw)
     assert MA in shown and "Nguyễn Văn An" not in shown  # the owner's name is masked, the code is not
+
+
+def test_threads_share_one_session(over_json, audit):
+    from concurrent.futures import ThreadPoolExecutor
+
+    portal = DvcPortalClient(transport_for(over_json, "dvc_portal", audit=audit))
+    with ThreadPoolExecutor(6) as pool:
+        assert not any(found["TonTai"] for found in pool.map(lambda _: portal.lookup(MA), range(18)))
+    assert [e.operation for e in entries(audit) if e.direction == "out"].count("DangNhap") == 1

@@ -92,6 +92,29 @@ def test_demo_runs_end_to_end_in_a_fresh_home(tmp_path):
     assert (tmp_path / "home" / "pki" / "hub.p12").exists()
 
 
+@pytest.mark.slow
+def test_demo_runs_over_the_json_adapter(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
+    env["LIENTHONG_HOME"] = str(tmp_path / "home")
+    result = run("demo", "--procedures", "60", "--transport", "json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "✗" not in result.stdout and "audit chain intact" in result.stdout
+    assert "JSON adapter calls" in " ".join(result.stdout.split())  # the push went through the adapter
+    from lienthong.hub.store import make_engine
+    from lienthong.hub.store.models import AuditEntry
+    from sqlalchemy import func, select
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'home' / 'lienthong.db'}")
+    with engine.connect() as conn:
+        logins = conn.execute(select(AuditEntry.partner, func.count()).where(AuditEntry.operation == "DangNhap",
+                                                                             AuditEntry.direction == "out")
+                              .group_by(AuditEntry.partner)).all()
+    engine.dispose()
+    assert dict(logins) == {"csdl_tthc": 1, "dvc_portal": 1}  # one session per service for the whole demo
+
+
 def test_catalogue_sync_list_and_show_through_the_cli(tmp_home, monkeypatch, capsys):
     from lienthong.signing import init_dev_pki
 
