@@ -4,7 +4,7 @@ The test SIGKILLs this process at random moments and starts it again: only a sep
 die the way a hub process really does (no ``finally``, no rollback from Python, a half-sent HTTP
 request, an open SQLite write transaction). It reads its configuration from the environment like
 the hub does (``LIENTHONG_HOME``, ``LIENTHONG_KEY_PASSWORD``, ``LIENTHONG_DVC_URL``,
-``LIENTHONG_DB_URL``) and drains the outbox: pass after pass of ``deliver_once`` until nothing is
+``LIENTHONG_DB_URL``, ``LIENTHONG_DVC_TRANSPORT`` and the JSON adapter's account) and drains the outbox: pass after pass of ``deliver_once`` until nothing is
 pending or claimed. Events still claimed by a killed predecessor are waited for, not stolen: they
 come back when that worker's lease runs out, which is the takeover path the test is about.
 
@@ -19,7 +19,7 @@ import sys
 import time
 
 from lienthong.connectors.dvc_portal import DvcPortalClient
-from lienthong.connectors.soap import SoapConnector
+from lienthong.connectors.transport import transport_for
 from lienthong.hub.audit import ledger
 from lienthong.hub.delivery.engine import deliver_once
 from lienthong.hub.delivery.retry import RetryPolicy
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     worker_id, lease, max_attempts, max_events = argv[0], float(argv[1]), int(argv[2]), int(argv[3])
     settings = Settings.from_env()
     store = open_store(settings)
-    portal = DvcPortalClient(SoapConnector(settings, "dvc_portal", audit=ledger(store)))
+    portal = DvcPortalClient(transport_for(settings, "dvc_portal", audit=ledger(store)))  # LIENTHONG_DVC_TRANSPORT
     # Short backoff: a transient failure should not stall the run. Many attempts: every takeover of
     # a killed worker's claim counts as one, and the test kills on purpose, far more often than a
     # poison event would; giving up would turn the test's own kills into dead letters.
