@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -212,3 +213,16 @@ def test_threads_share_one_session(over_json, audit):
     with ThreadPoolExecutor(6) as pool:
         assert not any(found["TonTai"] for found in pool.map(lambda _: portal.lookup(MA), range(18)))
     assert [e.operation for e in entries(audit) if e.direction == "out"].count("DangNhap") == 1
+
+
+def test_a_slow_answer_ends_at_the_deadline(make_sandbox, conn_home, audit):
+    from national_helpers import settings_for
+
+    slow = make_sandbox(latency_ms=3000)
+    settings = json_settings(settings_for(conn_home, slow.base_url, operation_timeout=0.5), slow)
+    portal = DvcPortalClient(transport_for(settings, "dvc_portal", audit=audit))
+    started = time.monotonic()
+    with pytest.raises(errors.TransportTimeout) as info:
+        portal.lookup(MA)
+    assert time.monotonic() - started < 2.0 and info.value.retryable  # the deadline, not the partner's pace
+    assert entries(audit)[-1].outcome == "timeout"

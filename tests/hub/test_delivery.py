@@ -93,6 +93,17 @@ def portal_for(engine, conn_home, sandbox, **settings) -> DvcPortalClient:
     return DvcPortalClient(connector)
 
 
+def json_portal(engine, conn_home, sandbox, **settings) -> DvcPortalClient:
+    """The portal client over the sandbox's emulation of the portal's JSON adapter."""
+    from lienthong.connectors.transport import transport_for
+
+    chosen = settings_for(conn_home, sandbox.base_url, **settings)
+    chosen = chosen.with_partner(replace(
+        chosen.partner("dvc_portal"), transport="json", url=sandbox.base_url + "/adapter", username="lienthong",
+        password="sandbox-adapter", dstcode="000.00.00.G22"))
+    return DvcPortalClient(transport_for(chosen, "dvc_portal", audit=AuditTrail(engine)))
+
+
 def states(engine) -> Counter:
     with engine.connect() as conn:
         return Counter(conn.execute(select(OutboxEvent.state)).scalars())
@@ -451,9 +462,10 @@ def test_a_crashed_workers_claim_is_taken_over_after_its_lease(engine, make_sand
     assert_in_order(sandbox, [1, 2], [1, 2, 4])
 
 
-def test_workers_in_threads_deliver_every_event_once_and_in_order(engine, make_sandbox, conn_home):
+@pytest.mark.parametrize("transport", ["soap", "json"])
+def test_workers_in_threads_deliver_every_event_once_and_in_order(engine, make_sandbox, conn_home, transport):
     sandbox = make_sandbox()
-    portal = portal_for(engine, conn_home, sandbox)
+    portal = (json_portal if transport == "json" else portal_for)(engine, conn_home, sandbox)
     clock = Clock()
     numbers = range(1, 13)
     ids = enqueue(engine, lives(numbers, [1, 2, 4, 9]), clock)

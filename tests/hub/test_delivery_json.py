@@ -8,24 +8,11 @@ order, retries through injected failures, a session that ends in the middle of t
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 
-from lienthong.connectors.dvc_portal import DvcPortalClient
-from lienthong.connectors.transport import transport_for
-from lienthong.hub.audit import AuditTrail
 from lienthong.hub.delivery.engine import deliver_once
 from lienthong.hub.store.models import AuditEntry
-from national_helpers import settings_for
 from sqlalchemy import func, select
-from test_delivery import FAST, LIFE, Clock, assert_in_order, drain, enqueue, lives, ma, states
-
-
-def json_portal(engine, conn_home, sandbox) -> DvcPortalClient:
-    settings = settings_for(conn_home, sandbox.base_url)
-    settings = settings.with_partner(replace(
-        settings.partner("dvc_portal"), transport="json", url=sandbox.base_url + "/adapter", username="lienthong",
-        password="sandbox-adapter", dstcode="000.00.00.G22"))
-    return DvcPortalClient(transport_for(settings, "dvc_portal", audit=AuditTrail(engine)))
+from test_delivery import FAST, LIFE, Clock, assert_in_order, drain, enqueue, json_portal, lives, ma, states
 
 
 def test_events_reach_the_portal_in_order_and_once_over_json(engine, make_sandbox, conn_home):
