@@ -536,20 +536,22 @@ def _bool_transform(rule: FieldRule) -> Transform:
     name = rule.field
 
     def flag(value: Any, notes: list) -> Any:
+        # the national encoding of a flag is "1" / "0" (the portal's JSON adapter and the 766
+        # scorecard read it so); both transports carry that (xs:boolean accepts it too)
         if value is None:
             return _absent(rule)
         if isinstance(value, bool):
-            return value
+            return "1" if value else "0"
         if isinstance(value, int) and value in (0, 1):
-            return bool(value)
+            return str(value)
         if isinstance(value, str):
             text = unicodedata.normalize("NFC", value.strip().lower())
             if not text:
                 return _absent(rule)
             if text in _TRUE:
-                return True
+                return "1"
             if text in _FALSE:
-                return False
+                return "0"
         if omit:
             notes.append(Adjustment(OMITTED, name, "not a yes/no value"))
             return _ABSENT

@@ -515,3 +515,15 @@ def test_a_duplicate_local_code_is_refused(tmp_path):
     doc["channels"] = {1: 1, "1": 2}
     with pytest.raises(MappingFileError, match=r"channels\.1: the same local code as 1"):
         DossierMapping.load(write(tmp_path, doc))
+
+
+@pytest.mark.parametrize("value, national", [(True, "1"), (False, "0"), (1, "1"), (0, "0"), ("có", "1"),
+                                             ("Không", "0"), ("true", "1"), ("0", "0")])
+def test_flags_travel_in_the_national_encoding(tmp_path, value, national):
+    """A yes/no field is "1" / "0" in the canonical record, as the portal's adapter and the 766
+    scorecard read it; both transports carry that value (xs:boolean accepts it)."""
+    def with_flag(doc):
+        doc["dossiers"]["fields"]["HoSoCoThanhPhanSoHoa"] = {"column": "co_so_hoa", "type": "bool"}
+
+    mapped = variant(tmp_path, with_flag).map_dossier(dossier_row(co_so_hoa=value)).record
+    assert mapped["HoSoCoThanhPhanSoHoa"] == national
