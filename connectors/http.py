@@ -386,6 +386,31 @@ class HttpClient:
         return error
 
 
+class PartnerHttp:
+    """The bounded HTTP side of one partner for a transport: one :class:`HttpClient` per thread (so
+    one pooled ``requests`` session each: connections and TLS sessions are reused), and each
+    operation's deadline and reply limit (the settings' ``operation_timeout`` and
+    ``max_reply_bytes``, else the service's own limit for the operation)."""
+
+    def __init__(self, settings: Any, spec: Any, endpoint: Any, address: str,
+                 session: requests.Session | None = None) -> None:
+        self.settings, self.spec, self.endpoint, self.address = settings, spec, endpoint, address
+        self._session = session
+        self._local = threading.local()
+
+    def client(self) -> HttpClient:
+        client = getattr(self._local, "http", None)
+        if client is None:
+            client = HttpClient.for_url(self.spec.name, self.address, verify=self.endpoint.tls_verify,
+                                        client_cert=self.endpoint.client_cert, session=self._session)
+            self._local.http = client
+        return client
+
+    def limits(self, operation: str) -> HttpLimits:
+        return HttpLimits(deadline=self.settings.operation_timeout,
+                          max_bytes=self.settings.max_reply_bytes or self.spec.reply_limit(operation))
+
+
 def _pieces(response: requests.Response) -> Iterator[bytes]:
     """The decoded body piece by piece, each from at most one read of the socket (``read1``), so a
     drip shows as it arrives and no piece decompresses to more than :data:`_PIECE` bytes."""

@@ -54,7 +54,7 @@ from ..hub.errors import (
     UnexpectedContentType,
     UnexpectedResponse,
 )
-from .http import HttpClient, HttpLimits, HttpReply
+from .http import HttpLimits, HttpReply, PartnerHttp
 from .port import PartnerAnswer, PartnerCall
 from .services import CSDL_TTHC, DVC_PORTAL, THUTUC_LISTS, ServiceSpec, service
 
@@ -260,25 +260,15 @@ class JsonTransport:
         self.address = self.adapter.base_url
         self.audit = audit
         self.agency = settings.agency_code
-        self._session = session
-        self._local = threading.local()
+        self.http = PartnerHttp(settings, self.spec, self.endpoint, self.address, session)
         self._lock = threading.Lock()
         self._login_lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = float("inf")
 
     # --- the wire ------------------------------------------------------------------------------
-    def _http(self) -> HttpClient:
-        client = getattr(self._local, "http", None)
-        if client is None:
-            client = HttpClient.for_url(self.spec.name, self.address, verify=self.endpoint.tls_verify,
-                                        client_cert=self.endpoint.client_cert, session=self._session)
-            self._local.http = client
-        return client
-
     def limits(self, operation: str) -> HttpLimits:
-        return HttpLimits(deadline=self.settings.operation_timeout,
-                          max_bytes=self.settings.max_reply_bytes or self.spec.reply_limit(operation))
+        return self.http.limits(operation)
 
     def _headers(self) -> dict[str, str]:
         return {"Accept": "application/json", "Content-Type": "application/json", "Charset": "utf-8",
@@ -298,7 +288,7 @@ class JsonTransport:
         outcome, error, received = "error", None, b""
         try:
             try:
-                reply = self._http().post(self.address + path, raw, self._headers(), limits,
+                reply = self.http.client().post(self.address + path, raw, self._headers(), limits,
                                           content_types=JSON_CONTENT_TYPES)
             except HubError as exc:
                 received = getattr(exc, "received", b"") or b""

@@ -23,7 +23,6 @@ reacts to the error's type (``RetryableError`` vs ``FatalError``, see :mod:`lien
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -54,7 +53,7 @@ from ..hub.validation import validate
 from ..signing.cli import signer_for, trust_store_for
 from ..signing.signer import Signer
 from ..signing.verifier import VerifiedDocument, Verifier
-from .http import HttpClient, HttpLimits, HttpReply
+from .http import HttpLimits, HttpReply, PartnerHttp
 from .payload import element, to_dict
 from .port import PartnerAnswer, PartnerCall
 from .services import ServiceSpec, service
@@ -145,29 +144,18 @@ class SoapConnector:
         self.verifier = verifier or Verifier(trust_store_for(settings))
         self.me = Party(settings.agency_code, settings.agency_name)
         self.partner = Party(self.endpoint.agency_code, self.endpoint.agency_name)
-        self._local = threading.local()
-        self._session = session
+        self.http = PartnerHttp(settings, self.spec, self.endpoint, self.address, session)
         #: SignerInfo/FullName of the messages: who signs them (the signing certificate's CN)
         self.signer_name = _common_name(self.signer.identity.certificate) or self.me.name
 
     # --- transport --------------------------------------------------------------------------
-    def _http(self) -> HttpClient:
-        """One HTTP client (and so one pooled ``requests`` session) per thread."""
-        client = getattr(self._local, "http", None)
-        if client is None:
-            client = HttpClient.for_url(self.spec.name, self.address, verify=self.endpoint.tls_verify,
-                                        client_cert=self.endpoint.client_cert, session=self._session)
-            self._local.http = client
-        return client
-
     def limits(self, operation: str) -> HttpLimits:
         """The deadline and reply size limit of one exchange of ``operation``."""
-        return HttpLimits(deadline=self.settings.operation_timeout,
-                          max_bytes=self.settings.max_reply_bytes or self.spec.reply_limit(operation))
+        return self.http.limits(operation)
 
     def _post(self, action: str, message: bytes, limits: HttpLimits) -> HttpReply:
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
-        return self._http().post(self.address, message, headers, limits, content_types=XML_CONTENT_TYPES)
+        return self.http.client().post(self.address, message, headers, limits, content_types=XML_CONTENT_TYPES)
 
     # --- the partner port --------------------------------------------------------------------
     def handle(self, call: PartnerCall) -> PartnerAnswer:

@@ -29,7 +29,6 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..connectors.dvc_portal import HOSO_FIELDS, QUATRINH_FIELDS
@@ -39,22 +38,13 @@ from ..hub.envelope import Party, build_envelope, new_document_id, parse_envelop
 from ..hub.errors import HubError
 from ..hub.validation import validate
 from .operations import Call, OperationFault
+from .response import Response
 
 ROOT = "/adapter"
 AUTH, INTEGRATION, SHARE = f"{ROOT}/auth", f"{ROOT}/integration", f"{ROOT}/share"
+JSON = "application/json"
 SERVICES = ("DongBoHoSoMC", "CapNhatTienDoHoSoMC", "TraCuuHoSo")
 DICTIONARY = ("LayDanhSachTTHC", "LayThuTuc", "LayDanhMucCoQuan", "LayDanhMucLinhVuc")
-
-
-@dataclass
-class Response:
-    """What the HTTP handler sends back (``hang``: processed, but the answer must never arrive)."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    hang: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class JsonAdapter:
@@ -99,7 +89,7 @@ class JsonAdapter:
             return _answer(1, f"{exc.code}: {exc}")
         except HubError as exc:
             return _answer(1, f"{exc.code}: {exc}")
-        response = Response(200, json.dumps(answer, ensure_ascii=False).encode("utf-8"), "application/json")
+        response = Response(200, json.dumps(answer, ensure_ascii=False).encode("utf-8"), JSON)
         response.hang = injected == "timeout"
         return response
 
@@ -112,7 +102,7 @@ class JsonAdapter:
         with self._lock:
             self._sessions[token] = time.monotonic() + config.session_ttl
         answer = {"session": token, "error_code": 0, "message": "ok", "expires_in": config.session_ttl}
-        return Response(200, json.dumps(answer).encode(), "application/json")
+        return Response(200, json.dumps(answer).encode(), JSON)
 
     def _valid(self, token: Any) -> bool:
         with self._lock:
@@ -215,4 +205,4 @@ def _ordered(record: Mapping[str, Any], order: tuple[str, ...]) -> dict[str, Any
 
 def _answer(code: int, message: str) -> Response:
     return Response(200, json.dumps({"error_code": code, "message": message, "result": []},
-                                    ensure_ascii=False).encode("utf-8"), "application/json")
+                                    ensure_ascii=False).encode("utf-8"), JSON)

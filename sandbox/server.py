@@ -42,7 +42,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -76,6 +76,7 @@ from .catalogue import (
 from .json_adapter import ROOT as JSON_ROOT
 from .json_adapter import JsonAdapter
 from .operations import STATE_CHANGING, Call, OperationFault, Operations
+from .response import Response
 from .store import SandboxStore
 
 log = logging.getLogger(__name__)
@@ -185,16 +186,6 @@ class FaultInjector:
             if u < self.fail_rate + self.fatal_rate + self.timeout_rate:
                 return "timeout"
             return None
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "text/xml; charset=utf-8"
-    #: processed, but the reply must never arrive (injected timeout)
-    hang: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class _Context:

@@ -221,7 +221,7 @@ def test_proxy_and_ca_bundle_from_the_environment_are_still_honoured(settings, a
     monkeypatch.setenv("NO_PROXY", "")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     connector = SoapConnector(settings, "csdl_tthc", audit=audit)
-    session = connector._http().session
+    session = connector.http.client().session
     assert session.proxies.get("http") == "http://proxy.internal:3128"
     assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
     assert session.trust_env is False

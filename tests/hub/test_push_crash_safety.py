@@ -151,6 +151,46 @@ class Worker:
         return f"worker {self.worker_id} exited {self.proc.returncode}; stderr:\n{self.err.read_text()[-4000:]}"
 
 
+def kill_repeatedly(engine, env: dict[str, str], log_dir: Path, applied: threading.Event, rng: random.Random,
+                    runs: int, prefix: str, final_timeout: float = 600) -> tuple[list[Worker], Counter, Counter]:
+    """Start the worker ``runs`` times and SIGKILL it each time, half of the kills anywhere in a pass
+    and half just after the portal applied a message (``applied``); then one last worker drains the
+    outbox. Returns the workers, the kills per mode and the kills that found a claim held."""
+    workers: list[Worker] = []
+    kills = Counter()  # per mode
+    landed = Counter()  # per mode: kills that found the worker holding a claim (it died mid-delivery)
+    try:
+        for run in range(runs):
+            mode = rng.choice(("anywhere", "after-applied"))
+            applied.clear()
+            worker = Worker(f"{prefix}-{run:02d}", env, log_dir)
+            workers.append(worker)
+            deadline = time.monotonic() + 60
+            if mode == "anywhere":
+                while _held_by(engine, worker.worker_id) == 0:  # wait until it is delivering
+                    _check_alive(worker, run, deadline)
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(*ANYWHERE))
+            else:
+                while not applied.wait(0.05):
+                    _check_alive(worker, run, deadline)
+                time.sleep(rng.uniform(*AFTER_APPLIED))
+            worker.proc.send_signal(signal.SIGKILL)
+            worker.proc.wait()
+            assert worker.proc.returncode == -signal.SIGKILL, worker.describe()
+            kills[mode] += 1
+            landed[mode] += _held_by(engine, worker.worker_id) > 0
+        last = Worker(f"{prefix}-final", env, log_dir)
+        workers.append(last)
+        assert last.proc.wait(timeout=final_timeout) == 0, last.describe()
+    finally:
+        for worker in workers:
+            if worker.proc.poll() is None:
+                worker.proc.kill()
+                worker.proc.wait()
+    return workers, kills, landed
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_kill_9_during_the_push_loses_nothing_doubles_nothing_and_keeps_order(tmp_path, make_sandbox, conn_home):
@@ -170,39 +210,7 @@ def test_kill_9_during_the_push_loses_nothing_doubles_nothing_and_keeps_order(tm
     env.update(LIENTHONG_HOME=str(conn_home), LIENTHONG_KEY_PASSWORD=PASSWORD,
                LIENTHONG_DVC_URL=sandbox.base_url + "/dvc", LIENTHONG_DB_URL=settings.db_url)
     applied = _watch_applied(sandbox)
-    rng = random.Random(SEED)
-    workers: list[Worker] = []
-    kills = Counter()  # per mode
-    landed = Counter()  # per mode: kills that found the worker holding a claim (it died mid-delivery)
-    try:
-        for run in range(KILLS):
-            mode = rng.choice(("anywhere", "after-applied"))
-            applied.clear()
-            worker = Worker(f"crash-{run:02d}", env, tmp_path)
-            workers.append(worker)
-            deadline = time.monotonic() + 60
-            if mode == "anywhere":
-                while _held_by(engine, worker.worker_id) == 0:  # wait until it is delivering
-                    _check_alive(worker, run, deadline)
-                    time.sleep(0.02)
-                time.sleep(rng.uniform(*ANYWHERE))
-            else:
-                while not applied.wait(0.05):
-                    _check_alive(worker, run, deadline)
-                time.sleep(rng.uniform(*AFTER_APPLIED))
-            worker.proc.send_signal(signal.SIGKILL)
-            worker.proc.wait()
-            assert worker.proc.returncode == -signal.SIGKILL, worker.describe()
-            kills[mode] += 1
-            landed[mode] += _held_by(engine, worker.worker_id) > 0
-        last = Worker("final", env, tmp_path)
-        workers.append(last)
-        assert last.proc.wait(timeout=600) == 0, last.describe()
-    finally:
-        for worker in workers:
-            if worker.proc.poll() is None:
-                worker.proc.kill()
-                worker.proc.wait()
+    workers, kills, landed = kill_repeatedly(engine, env, tmp_path, applied, random.Random(SEED), KILLS, "crash")
     pushed = time.monotonic()
 
     # --- the outbox: every event delivered, each naming the message that delivered it ----------------

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import time
 from collections import Counter, defaultdict
 
 import pytest
@@ -25,7 +23,7 @@ from lienthong.hub.store import open_store
 from lienthong.hub.store.models import OutboxEvent
 from national_helpers import PASSWORD, settings_for
 from sqlalchemy import select
-from test_push_crash_safety import AFTER_APPLIED, ANYWHERE, Worker, _check_alive, _fill_outbox, _held_by, _states
+from test_push_crash_safety import _fill_outbox, _states, kill_repeatedly
 
 EVENTS = int(os.environ.get("LIENTHONG_CRASH_JSON_EVENTS", "5000"))
 KILLS = int(os.environ.get("LIENTHONG_CRASH_JSON_KILLS", "8"))
@@ -73,35 +71,8 @@ def test_kill_9_during_the_push_over_json_loses_nothing_and_keeps_order(tmp_path
                LIENTHONG_DVC_USERNAME="lienthong", LIENTHONG_DVC_PASSWORD="sandbox-adapter",
                LIENTHONG_DVC_DSTCODE="000.00.00.G22")
     applied = _watch_applied(sandbox)
-    rng = random.Random(SEED)
-    workers, kills = [], Counter()
-    try:
-        for run in range(KILLS):
-            mode = rng.choice(("anywhere", "after-applied"))
-            applied.clear()
-            worker = Worker(f"json-crash-{run:02d}", env, tmp_path)
-            workers.append(worker)
-            deadline = time.monotonic() + 60
-            if mode == "anywhere":
-                while _held_by(engine, worker.worker_id) == 0:
-                    _check_alive(worker, run, deadline)
-                    time.sleep(0.02)
-                time.sleep(rng.uniform(*ANYWHERE))
-            else:
-                while not applied.wait(0.05):
-                    _check_alive(worker, run, deadline)
-                time.sleep(rng.uniform(*AFTER_APPLIED))
-            worker.proc.send_signal(signal.SIGKILL)
-            worker.proc.wait()
-            kills[mode] += 1
-        last = Worker("json-final", env, tmp_path)
-        workers.append(last)
-        assert last.proc.wait(timeout=400) == 0, last.describe()
-    finally:
-        for worker in workers:
-            if worker.proc.poll() is None:
-                worker.proc.kill()
-                worker.proc.wait()
+    _, kills, _ = kill_repeatedly(engine, env, tmp_path, applied, random.Random(SEED), KILLS, "json-crash",
+                                  final_timeout=400)
 
     assert _states(engine) == Counter({"delivered": total})
     expected: dict[str, list[tuple]] = defaultdict(list)
