@@ -58,7 +58,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .errors import MalformedValue, MappingError, MissingField, UnknownCode
-from .tables import CHANNEL, DOSSIER_STATUS, SUBJECT_TYPE, CodeTable, _StrictLoader, load_table
+from .tables import CHANNEL, DOSSIER_STATUS, SUBJECT_TYPE, SUBMISSION_PLACE, CodeTable, _StrictLoader, load_table
 
 __all__ = [
     "DOSSIER", "NORMALISED", "OMITTED", "PORTAL_TZ", "STEP", "TRUNCATED", "Adjustment", "DossierMapping",
@@ -151,7 +151,8 @@ HOSO_SPEC: Mapping[str, _Portal] = MappingProxyType({
     "NgayTuChoi": _Portal("date"),
     "DonViXuLy": _Portal("text", False, _TEN),
     "GhiChu": _Portal("text", False, _VAN_BAN),
-    "NoiNopHoSo": _Portal("text", False, _TEN),
+    # a code (the national encoding, as the portal's adapter takes it), not the place's name
+    "NoiNopHoSo": _Portal("code", False, codes="submission_places"),
     "HoSoCoThanhPhanSoHoa": _Portal("bool"),
     "TaiKhoanDuocXacThucVoiVNeID": _Portal("bool"),
     "DuocThanhToanTrucTuyen": _Portal("int", value_range=(0, 2)),
@@ -180,6 +181,7 @@ CODE_MAPS: Mapping[str, tuple[str, str]] = MappingProxyType({
     "statuses": (DOSSIER_STATUS, "TrangThaiHoSo"),
     "channels": (CHANNEL, "KenhThucHien"),
     "subject_types": (SUBJECT_TYPE, "LoaiDoiTuong"),
+    "submission_places": (SUBMISSION_PLACE, "NoiNopHoSo"),
 })
 
 _FIELD_TYPES = ("text", "date", "int", "bool", "code")

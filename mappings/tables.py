@@ -44,6 +44,7 @@ CHANNEL = "channel"  # KENH
 PROCEDURE_STATUS = "procedure_status"  # TRANGTHAI
 DOSSIER_STATUS = "dossier_status"  # TrangThaiHoSo / TrangThai (portal dossiers and steps)
 SUBJECT_TYPE = "subject_type"  # LoaiDoiTuong (portal dossiers)
+SUBMISSION_PLACE = "submission_place"  # NoiNopHoSo (portal dossiers)
 EDXML_DOCUMENT_TYPE = "edxml_document_type"  # MessageHeader/DocumentType/Type (the envelope)
 EDXML_PRIORITY = "edxml_priority"  # MessageHeader/OtherInfo/Priority (the envelope)
 
@@ -96,6 +97,7 @@ _SPECS: dict[str, _Spec] = {
     PROCEDURE_STATUS: _Spec(int, {"label": _text, "published": _boolean}),
     DOSSIER_STATUS: _Spec(int, {"label": _text, "terminal": _boolean}),
     SUBJECT_TYPE: _Spec(int, {"label": _text, "confirmed": _boolean}),
+    SUBMISSION_PLACE: _Spec(int, {"label": _text, "confirmed": _boolean}),
     EDXML_DOCUMENT_TYPE: _Spec(int, {"label": _text, "data_message": _boolean}),
     EDXML_PRIORITY: _Spec(int, {"label": _text, "default": _boolean}),
 }
@@ -103,7 +105,7 @@ _SPECS: dict[str, _Spec] = {
 #: the tables of the national procedure catalogue (what :func:`load_all` checks by default)
 TABLE_NAMES: tuple[str, ...] = (ADMINISTRATIVE_LEVEL, ONLINE_LEVEL, CHANNEL, PROCEDURE_STATUS)
 #: the tables of the dossier push (source mapping files in ``mappings/sources/`` are checked against them)
-DOSSIER_TABLE_NAMES: tuple[str, ...] = (DOSSIER_STATUS, SUBJECT_TYPE)
+DOSSIER_TABLE_NAMES: tuple[str, ...] = (DOSSIER_STATUS, SUBJECT_TYPE, SUBMISSION_PLACE)
 #: the tables of the edXML header the hub writes (hub/envelope.py, schemas/README.md)
 ENVELOPE_TABLE_NAMES: tuple[str, ...] = (EDXML_DOCUMENT_TYPE, EDXML_PRIORITY)
 #: every table the hub ships, in a stable order

@@ -76,7 +76,7 @@ def _dossier() -> dict[str, Any]:
         "TrangThaiHoSo": 4,
         "DonViXuLy": "Cục Thú y",
         "GhiChu": "Hồ sơ đã bổ sung giấy chứng nhận vệ sinh thú y của nước xuất khẩu",
-        "NoiNopHoSo": "Cổng Dịch vụ công quốc gia",
+        "NoiNopHoSo": 1,  # the portal (mappings/tables/submission_place.yaml)
         "HoSoCoThanhPhanSoHoa": True,
         "TaiKhoanDuocXacThucVoiVNeID": True,
         "DuocThanhToanTrucTuyen": 1,
@@ -126,7 +126,7 @@ def _finished_dossier() -> dict[str, Any]:
         "HinhThuc": 2,
         "NgayKetThucXuLy": "20260602160000",
         "DonViXuLy": "Cục Thú y",
-        "NoiNopHoSo": "Bộ phận Một cửa Bộ Nông nghiệp và Môi trường",
+        "NoiNopHoSo": 2,  # the ministry's own one-stop system
         "HoSoCoThanhPhanSoHoa": True,
         "DuocThanhToanTrucTuyen": 0,
         "DanhSachGiayToKetQua": [{

@@ -33,7 +33,7 @@ def dossier(status: int = 2, ma: str = MA) -> dict:
             "MaLinhVuc": "G10-TY", "TenLinhVuc": "Thú y", "KenhThucHien": 2, "ChuHoSo": "Nguyễn Văn An",
             "LoaiDoiTuong": 1, "TrichYeuHoSo": "Kiểm dịch 50 con bò giống", "NgayNopHoSo": "20261201081530",
             "NgayTiepNhan": "20261201093000", "NgayHenTra": "20261208170000", "TrangThaiHoSo": status,
-            "HoSoCoThanhPhanSoHoa": True}
+            "HoSoCoThanhPhanSoHoa": True, "NoiNopHoSo": 2}
 
 
 def json_settings(settings, sandbox, **endpoint):
@@ -80,6 +80,7 @@ def test_values_travel_as_the_adapter_expects_them(over_json, audit):
     assert body["service"] == "DongBoHoSoMC" and body["isUpdating"] == "False" and body["madonvi"] == over_json.agency_code
     record = body["data"][0]
     assert (record["TrangThaiHoSo"], record["KenhThucHien"], record["HoSoCoThanhPhanSoHoa"]) == ("2", "2", "1")
+    assert record["NoiNopHoSo"] == "2"  # a code, as the adapter takes it
 
 
 def test_secrets_never_reach_the_audit_trail(over_json, audit):

@@ -527,3 +527,25 @@ def test_flags_travel_in_the_national_encoding(tmp_path, value, national):
 
     mapped = variant(tmp_path, with_flag).map_dossier(dossier_row(co_so_hoa=value)).record
     assert mapped["HoSoCoThanhPhanSoHoa"] == national
+
+
+def test_the_submission_place_is_sent_as_its_national_code(tmp_path):
+    """NoiNopHoSo is a code for the portal (2: the ministry's or province's own system), mapped from
+    the one-stop system's local values like the other code fields; a value the map lacks is refused."""
+    def with_place(doc):
+        doc["dossiers"]["fields"]["NoiNopHoSo"] = {"column": "noi_nop", "type": "code", "codes": "submission_places"}
+        doc["submission_places"] = {"MOT_CUA_BO": 2, "CONG_DVC": 1}
+
+    mapped = variant(tmp_path, with_place)
+    assert mapped.map_dossier(dossier_row(noi_nop="MOT_CUA_BO")).record["NoiNopHoSo"] == 2
+    assert mapped.map_dossier(dossier_row(noi_nop="CONG_DVC")).record["NoiNopHoSo"] == 1
+    with pytest.raises(UnknownCode, match="BUU_DIEN"):
+        mapped.map_dossier(dossier_row(noi_nop="BUU_DIEN"))
+    assert load_table("submission_place").label(2).startswith("Hệ thống thông tin giải quyết")
+
+    def to_an_unknown_code(doc):
+        with_place(doc)
+        doc["submission_places"]["MOT_CUA_BO"] = 7
+
+    with pytest.raises(MappingFileError, match="submission_places"):
+        variant(tmp_path, to_an_unknown_code)
