@@ -39,7 +39,8 @@ QUATRINH_FIELDS = (
 DEFAULT_CHUNK_SIZE = 512 * 1024
 
 
-def _ordered(record: dict[str, Any], order: tuple[str, ...], what: str) -> dict[str, Any]:
+def ordered_record(record: dict[str, Any], order: tuple[str, ...], what: str) -> dict[str, Any]:
+    """``record`` in the portal's field order; a field the portal does not know is a ValueError."""
     unknown = set(record) - set(order)
     if unknown:
         raise ValueError(f"{what} has fields the portal does not know: {', '.join(sorted(unknown))}")
@@ -85,13 +86,13 @@ class DvcPortalClient:
                       attempt: int = 1) -> list[ItemResult]:
         return self._results(self._ask("DongBoHoSoMC", {
             "isUpdating": is_updating,
-            "HoSo": [_ordered(d, HOSO_FIELDS, f"dossier {d.get('MaHoSo')}") for d in dossiers],
+            "HoSo": [ordered_record(d, HOSO_FIELDS, f"dossier {d.get('MaHoSo')}") for d in dossiers],
         }, document_id=document_id, correlation_id=correlation_id, attempt=attempt, updating=is_updating))
 
     def update_progress(self, steps: list[dict[str, Any]], *, document_id: str | None = None,
                         correlation_id: str | None = None, attempt: int = 1) -> list[ItemResult]:
         return self._results(self._ask("CapNhatTienDoHoSoMC", {
-            "QuaTrinhXuLy": [_ordered(s, QUATRINH_FIELDS, f"step of {s.get('MaHoSo')}") for s in steps],
+            "QuaTrinhXuLy": [ordered_record(s, QUATRINH_FIELDS, f"step of {s.get('MaHoSo')}") for s in steps],
         }, document_id=document_id, correlation_id=correlation_id, attempt=attempt))
 
     def lookup(self, ma_ho_so: str) -> dict[str, Any]:

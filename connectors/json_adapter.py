@@ -46,15 +46,14 @@ from ..hub.errors import (
     FatalError,
     HubError,
     PartnerFault,
-    ReplyTooLarge,
-    ReplyTruncated,
     ServiceUnavailable,
     TransientFault,
-    TransportTimeout,
     UnexpectedContentType,
     UnexpectedResponse,
 )
+from .exchange import ANSWER_OUTCOMES, audited_exchange
 from .http import HttpLimits, HttpReply, PartnerHttp
+from .payload import iso_moment
 from .port import PartnerAnswer, PartnerCall
 from .services import CSDL_TTHC, DVC_PORTAL, THUTUC_LISTS, ServiceSpec, service
 
@@ -63,9 +62,6 @@ JSON_CONTENT_TYPES = ("application/json", "text/json", "text/plain")
 #: the markers that replace secrets in the audited bytes
 REDACTED_PASSWORD = "«redacted:password»"
 REDACTED_SESSION = "«redacted:session»"
-#: the audit outcome of a failed HTTP exchange, by error (most specific first)
-_OUTCOMES = ((TransportTimeout, "timeout"), (ReplyTooLarge, "too_large"), (ReplyTruncated, "truncated"),
-             (UnexpectedContentType, "content_type"))
 #: the audit trail's operation name of a login
 LOGIN = "DangNhap"
 #: a login is renewed this long before the expiry the adapter announced
@@ -183,17 +179,10 @@ def _listing_answer(params: Mapping[str, Any], answer: dict[str, Any]) -> dict[s
             raise UnexpectedResponse(f"the adapter's LayDanhSachTTHC lists {item.get('MATTHC') or 'a procedure'} without "
                                      "MATTHC/NGAYCAPNHAT: the catalogue sync needs both (reach csdl_tthc over soap)")
         # the adapter lists the published catalogue: an item that says nothing else is published
-        out.append({"MATTHC": str(item["MATTHC"]), "NGAYCAPNHAT": _iso(str(item["NGAYCAPNHAT"])),
+        out.append({"MATTHC": str(item["MATTHC"]), "NGAYCAPNHAT": iso_moment(str(item["NGAYCAPNHAT"])),
                     "TRANGTHAI": str(item.get("TRANGTHAI", "1"))})
     total = int(answer["total"]) if paged else (len(out) if page == 1 else 0)
     return {"TongSo": str(total), "Trang": str(page), "SoBanGhi": str(params.get("SoBanGhi") or len(out)), "TTHC": out}
-
-
-def _iso(moment: str) -> str:
-    """A moment as the catalogue reads it (ISO 8601): the portal's ``yyyyMMddHHmmss`` is Vietnam time."""
-    if len(moment) == 14 and moment.isdigit():
-        return f"{moment[:4]}-{moment[4:6]}-{moment[6:8]}T{moment[8:10]}:{moment[10:12]}:{moment[12:]}+07:00"
-    return moment
 
 
 def _thutuc_body(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -281,49 +270,22 @@ class JsonTransport:
         stored = _redact(raw, secrets)
         common = dict(partner=self.spec.name, operation=operation, document_id=document_id,
                       correlation_id=correlation_id or document_id, attempt=attempt)
-        out_seq = self.audit.record(direction="out", from_agency=self.agency, to_agency=self.endpoint.agency_code,
-                                    raw=stored, outcome="sent", **common)
-        started = time.perf_counter()
         limits = self.limits(operation)
-        outcome, error, received = "error", None, b""
-        try:
-            try:
-                reply = self.http.client().post(self.address + path, raw, self._headers(), limits,
-                                          content_types=JSON_CONTENT_TYPES)
-            except HubError as exc:
-                received = getattr(exc, "received", b"") or b""
-                outcome = next((word for kind, word in _OUTCOMES if isinstance(exc, kind)), "error")
-                error = str(exc)
-                raise
-            received = reply.content
-            try:
-                answer = self._classify(operation, reply)
-            except _SessionExpired:
-                outcome, error = "session_expired", "the adapter says the session is no longer valid"
-                raise
-            except PartnerFault as exc:
-                outcome, error = "fault", str(exc)
-                raise
-            except ServiceUnavailable as exc:
-                outcome, error = "unavailable", str(exc)
-                raise
-            except HubError as exc:
-                outcome, error = "rejected", str(exc)
-                raise
-            outcome = "ok"
-        except HubError as exc:
-            exc.document_id, exc.request_bytes, exc.response_bytes = document_id, stored, _redact(received, secrets) or None
-            raise
-        finally:
-            latency_ms = (time.perf_counter() - started) * 1000.0
-            if operation == LOGIN:  # the answer carries the new token: it is a secret too
-                secrets = {**secrets, **_session_in(received)}
-            in_seq = self.audit.record(direction="in", from_agency=self.endpoint.agency_code, to_agency=self.agency,
-                                       raw=_redact(received, secrets), outcome=outcome, latency_ms=latency_ms,
-                                       error=error, **common)
-        return answer, PartnerAnswer(operation=operation, result={}, request_document_id=document_id,
-                                     reply_document_id=None, latency_ms=latency_ms, audit_seqs=(out_seq, in_seq),
-                                     request_bytes=stored, response_bytes=_redact(received, secrets))
+
+        def stored_answer(received: bytes) -> bytes:
+            # a login's answer carries the new token: a secret too
+            return _redact(received, {**secrets, **_session_in(received)} if operation == LOGIN else secrets)
+
+        done = audited_exchange(
+            self.audit, common=common, sender=self.agency, recipient=self.endpoint.agency_code, request=stored,
+            send=lambda: self.http.client().post(self.address + path, raw, self._headers(), limits,
+                                                 content_types=JSON_CONTENT_TYPES),
+            accept=lambda reply: self._classify(operation, reply), stored=stored_answer,
+            answer_outcomes=((_SessionExpired, "session_expired"), *ANSWER_OUTCOMES))
+        return done.accepted, PartnerAnswer(
+            operation=operation, result={}, request_document_id=document_id, reply_document_id=None,
+            latency_ms=done.latency_ms, audit_seqs=done.audit_seqs, request_bytes=stored,
+            response_bytes=done.response_bytes)
 
     def _classify(self, operation: str, reply: HttpReply) -> dict[str, Any]:
         name = self.spec.name

@@ -30,6 +30,14 @@ def _to_text(value: Any) -> str:
     return str(value)
 
 
+def iso_moment(moment: str) -> str:
+    """A moment as ISO 8601: the portal's ``yyyyMMddHHmmss`` (Vietnam time) becomes
+    ``yyyy-MM-ddTHH:mm:ss+07:00``; anything else is returned as it is."""
+    if len(moment) == 14 and moment.isdigit():
+        return f"{moment[:4]}-{moment[4:6]}-{moment[6:8]}T{moment[8:10]}:{moment[10:12]}:{moment[12:]}+07:00"
+    return moment
+
+
 def fill(parent: etree._Element, ns: str, content: Mapping[str, Any]) -> etree._Element:
     """Append the fields of ``content`` to ``parent`` as ``{ns}name`` children, in order.
 

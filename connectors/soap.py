@@ -23,7 +23,6 @@ reacts to the error's type (``RetryableError`` vs ``FatalError``, see :mod:`lien
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import cache
 
@@ -37,13 +36,7 @@ from ..hub.errors import (
     ConfigurationError,
     EnvelopeError,
     FatalError,
-    HubError,
-    PartnerFault,
-    ReplyTooLarge,
-    ReplyTruncated,
     ServiceUnavailable,
-    TransportTimeout,
-    UnexpectedContentType,
     UnexpectedResponse,
     XmlMalformed,
 )
@@ -53,6 +46,7 @@ from ..hub.validation import validate
 from ..signing.cli import signer_for, trust_store_for
 from ..signing.signer import Signer
 from ..signing.verifier import VerifiedDocument, Verifier
+from .exchange import audited_exchange
 from .http import HttpLimits, HttpReply, PartnerHttp
 from .payload import element, to_dict
 from .port import PartnerAnswer, PartnerCall
@@ -61,10 +55,6 @@ from .soapframe import unwrap_soap, wrap_soap
 
 #: what a SOAP 1.1 reply may be labelled (servers use all three)
 XML_CONTENT_TYPES = ("text/xml", "application/xml", "application/soap+xml")
-#: the audit outcome of a failed HTTP exchange, by error (most specific first)
-_OUTCOMES = ((TransportTimeout, "timeout"), (ReplyTooLarge, "too_large"), (ReplyTruncated, "truncated"),
-             (UnexpectedContentType, "content_type"))
-
 #: where build_envelope puts the request's DocumentId
 _DOCUMENT_ID = f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('MessageHeader')}/{q('DocumentId')}"
 
@@ -194,47 +184,15 @@ class SoapConnector:
         request_bytes = wrap_soap(signed)
         common = dict(partner=self.spec.name, operation=operation, document_id=doc_id,
                       correlation_id=correlation_id or doc_id, attempt=attempt)
-        out_seq = self.audit.record(direction="out", from_agency=self.me.code, to_agency=self.partner.code,
-                                    raw=request_bytes, outcome="sent", **common)
-        started = time.perf_counter()
         limits = self.limits(operation)
-        outcome, error, raw = "error", None, b""
-        try:
-            try:
-                response = self._post(binding.soap_action, request_bytes, limits)
-            except HubError as exc:
-                # what arrived before the exchange was abandoned (bounded) is the audit's evidence
-                raw = getattr(exc, "received", b"") or b""
-                outcome = next((word for kind, word in _OUTCOMES if isinstance(exc, kind)), "error")
-                error = str(exc)
-                raise
-            raw = response.content
-            try:
-                verified, envelope_in = self._accept(operation, doc_id, response, limits)
-            except PartnerFault as exc:
-                outcome, error = "fault", str(exc)
-                raise
-            except ServiceUnavailable as exc:
-                outcome, error = "unavailable", str(exc)
-                raise
-            except HubError as exc:
-                outcome, error = "rejected", str(exc)
-                raise
-            outcome = "ok"
-        except HubError as exc:
-            error = error or str(exc)
-            # The evidence travels with the error: dead letters keep the signed request and the
-            # partner's answer without a trip to the audit ledger.
-            exc.document_id, exc.request_bytes, exc.response_bytes = doc_id, request_bytes, raw or None
-            raise
-        finally:
-            latency_ms = (time.perf_counter() - started) * 1000.0
-            in_seq = self.audit.record(direction="in", from_agency=self.partner.code, to_agency=self.me.code,
-                                       raw=raw, outcome=outcome, latency_ms=latency_ms, error=error,
-                                       **{**common, "document_id": _reply_id(raw) or doc_id})
+        done = audited_exchange(
+            self.audit, common=common, sender=self.me.code, recipient=self.partner.code, request=request_bytes,
+            send=lambda: self._post(binding.soap_action, request_bytes, limits),
+            accept=lambda response: self._accept(operation, doc_id, response, limits), answer_id=_reply_id)
+        verified, envelope_in = done.accepted
         return Reply(operation=operation, request_document_id=doc_id, envelope=envelope_in, signer=verified,
-                     latency_ms=latency_ms, audit_seqs=(out_seq, in_seq), request_bytes=request_bytes,
-                     response_bytes=raw)
+                     latency_ms=done.latency_ms, audit_seqs=done.audit_seqs, request_bytes=request_bytes,
+                     response_bytes=done.response_bytes)
 
     def _accept(self, operation: str, request_id: str, response: HttpReply,
                 limits: HttpLimits) -> tuple[VerifiedDocument, Envelope]:

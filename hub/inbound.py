@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from ..connectors.services import EDXML_NS
-from .envelope import LEGACY, Envelope, envelope_of, parse_envelope, q
+from .envelope import LEGACY, XLINK_NS, Envelope, envelope_of, parse_envelope, q
 from .errors import AttachmentMismatch, EnvelopeError, LegacyEnvelope, WrongRecipient, WrongSender
 from .validation import validate
 from .xmlsafe import parse_xml
@@ -51,7 +51,7 @@ def check_attachments(root: etree._Element) -> None:
     listed: dict[str, str] = {}
     for ref in root.iterfind(f"{q('edXMLEnvelope')}/{q('edXMLBody')}/{q('edXMLManifest')}/{q('Reference')}"):
         content_id = (ref.findtext(q("ContentId")) or "").strip()
-        href = ref.get("{http://www.w3.org/1999/xlink}href") or ""
+        href = ref.get(f"{{{XLINK_NS}}}href") or ""
         if href != f"cid:{content_id}":
             raise AttachmentMismatch(f"manifest reference {href!r} does not name its ContentId {content_id!r}")
         if content_id in listed:

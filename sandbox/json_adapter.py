@@ -31,8 +31,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..connectors.dvc_portal import HOSO_FIELDS, QUATRINH_FIELDS
-from ..connectors.payload import element, to_dict
+from ..connectors.dvc_portal import HOSO_FIELDS, QUATRINH_FIELDS, ordered_record
+from ..connectors.payload import element, iso_moment, to_dict
 from ..connectors.services import CSDL_TTHC, DVC_PORTAL
 from ..hub.envelope import Party, build_envelope, new_document_id, parse_envelope
 from ..hub.errors import HubError
@@ -164,9 +164,7 @@ class JsonAdapter:
         fields: dict[str, Any] = {}
         if service == "LayDanhSachTTHC":
             since = body.get("tungay")
-            if isinstance(since, str) and len(since) == 14 and since.isdigit():  # the portal's form, Vietnam time
-                since = f"{since[:4]}-{since[4:6]}-{since[6:8]}T{since[8:10]}:{since[10:12]}:{since[12:]}+07:00"
-            fields = {"TuNgay": since, "Trang": body.get("trang") or 1, "SoBanGhi": body.get("sobanghi") or 100}
+            fields = {"TuNgay": iso_moment(since) if isinstance(since, str) else since, "Trang": body.get("trang") or 1, "SoBanGhi": body.get("sobanghi") or 100}
         elif service == "LayThuTuc":
             fields = {"MATTHC": body.get("maTTHC")}
         payload = element(CSDL_TTHC.namespace, service, fields, prefix="tthc")
@@ -197,10 +195,10 @@ def _records(body: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _ordered(record: Mapping[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
-    unknown = sorted(set(record) - set(order))
-    if unknown:
-        raise OperationFault(f"unknown fields: {', '.join(unknown)}", code="SAI_DINH_DANG")
-    return {k: record[k] for k in order if k in record}
+    try:
+        return ordered_record(dict(record), order, "record")
+    except ValueError as exc:
+        raise OperationFault(str(exc), code="SAI_DINH_DANG") from None
 
 
 def _answer(code: int, message: str) -> Response:
