@@ -18,3 +18,11 @@ def settings_for(home: Path, base_url: str | None, **overrides) -> Settings:
         settings = settings.with_partner(
             replace(settings.partner(spec.name), url=(base_url + spec.path) if base_url else None))
     return settings
+
+
+def over_json(settings: Settings, base_url: str, service: str = "dvc_portal", **endpoint) -> Settings:
+    """``settings`` with ``service`` reached through the sandbox's emulation of the portal's JSON
+    adapter (its default account), ``endpoint`` overriding any of the adapter's settings."""
+    fields = {"transport": "json", "url": base_url + "/adapter", "username": "lienthong",
+              "password": "sandbox-adapter", "dstcode": "000.00.00.G22", **endpoint}
+    return settings.with_partner(replace(settings.partner(service), **fields))

@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import replace
 
+import national_helpers
 import pytest
 import requests
 from lienthong.connectors.dvc_portal import DvcPortalClient
@@ -37,9 +38,7 @@ def dossier(status: int = 2, ma: str = MA) -> dict:
 
 
 def json_settings(settings, sandbox, **endpoint):
-    fields = {"transport": "json", "url": sandbox.base_url + "/adapter", "username": "lienthong",
-              "password": "sandbox-adapter", "dstcode": "000.00.00.G22", **endpoint}
-    return settings.with_partner(replace(settings.partner("dvc_portal"), **fields))
+    return national_helpers.over_json(settings, sandbox.base_url, **endpoint)
 
 
 @pytest.fixture

@@ -3,15 +3,13 @@ the sync over SOAP stores: the same procedures with the same content, agencies a
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from lienthong.connectors.csdl_tthc import CsdlTthcClient
 from lienthong.connectors.transport import transport_for
 from lienthong.hub.audit import AuditTrail
 from lienthong.hub.flows.catalogue import sync_catalogue
 from lienthong.hub.store import make_engine, upgrade
 from lienthong.hub.store.models import CatalogueAgency, CatalogueField, ProcedureVersion
-from national_helpers import settings_for
+from national_helpers import over_json, settings_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from test_catalogue import FAST_RETRY
@@ -34,11 +32,8 @@ def _content(engine):
 def test_a_sync_over_json_stores_what_a_sync_over_soap_stores(conn_home, make_sandbox, tmp_path):
     sandbox = make_sandbox(procedures=60)
     settings = settings_for(conn_home, sandbox.base_url)
-    over_json = settings.with_partner(replace(
-        settings.partner("csdl_tthc"), transport="json", url=sandbox.base_url + "/adapter", username="lienthong",
-        password="sandbox-adapter", dstcode="000.00.00.G22"))
     results = {}
-    for name, chosen in (("soap", settings), ("json", over_json)):
+    for name, chosen in (("soap", settings), ("json", over_json(settings, sandbox.base_url, "csdl_tthc"))):
         engine = _store(tmp_path / f"{name}.db")
         client = CsdlTthcClient(transport_for(chosen, "csdl_tthc", audit=AuditTrail(engine)))
         summary = sync_catalogue(engine, client, full=True, retry=FAST_RETRY)

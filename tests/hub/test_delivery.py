@@ -25,7 +25,7 @@ from lienthong.hub.envelope import VN_TZ
 from lienthong.hub.errors import ConfigurationError
 from lienthong.hub.store import session_factory
 from lienthong.hub.store.models import DeadLetter, OutboxEvent
-from national_helpers import settings_for
+from national_helpers import over_json, settings_for
 from sqlalchemy import select
 
 FAST = RetryPolicy(initial_delay=1.0, multiplier=2.0, max_delay=8.0, jitter=0.0, max_attempts=5)
@@ -97,10 +97,7 @@ def json_portal(engine, conn_home, sandbox, **settings) -> DvcPortalClient:
     """The portal client over the sandbox's emulation of the portal's JSON adapter."""
     from lienthong.connectors.transport import transport_for
 
-    chosen = settings_for(conn_home, sandbox.base_url, **settings)
-    chosen = chosen.with_partner(replace(
-        chosen.partner("dvc_portal"), transport="json", url=sandbox.base_url + "/adapter", username="lienthong",
-        password="sandbox-adapter", dstcode="000.00.00.G22"))
+    chosen = over_json(settings_for(conn_home, sandbox.base_url, **settings), sandbox.base_url)
     return DvcPortalClient(transport_for(chosen, "dvc_portal", audit=AuditTrail(engine)))
 
 
