@@ -175,6 +175,9 @@ def run_demo(console: Console, *, procedures: int = 300, transport: str = "soap"
             failures.append(f"audit ledger: {report.where}: {report.problem}")
             console.print(f"[red]✗[/] audit ledger broken at {report.where}: {escape(report.problem or '')}")
     console.print(f"done in {time.perf_counter() - started:.1f} s")
+    if transport == "soap":
+        console.print("the catalogue sync and the push over the portal's JSON adapter instead: "
+                      "[cyan]lienthong demo --transport json[/]")
     if failures:
         console.print(f"[red]{len(failures)} step(s) failed[/]")
         return 1
