@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -62,11 +63,19 @@ class ItemResult:
 
 @dataclass(frozen=True)
 class UploadedResult:
+    """What an upload ended with: the portal's GiayToId and link for the file."""
+
     giay_to_id: str
     url: str
     sha256: str
     size: int
+    #: bytes the portal already held when the upload (re)started
     resumed_from: int
+    session: str | None = None
+    #: times the portal reported holding nothing after it had confirmed bytes (started over)
+    restarts: int = 0
+    #: file bytes sent in chunks by this call
+    sent: int = 0
 
 
 class DvcPortalClient:
@@ -104,50 +113,145 @@ class DvcPortalClient:
             "NgayCapNhat": p.get("NgayCapNhat"),
         }
 
+    # -- the chunked, resumable result upload ----------------------------------------------------
+    def start_upload(self, ma_ho_so: str, *, file_name: str, mime_type: str, size: int, sha256: str,
+                     ma_giay_to_ket_qua: str | None = None, correlation_id: str | None = None) -> tuple[str, int]:
+        """Announce a file (``BatDauTaiTepKetQua``); returns the portal's session and the bytes it
+        already holds of it (0 for a new file; all of them for a file it has: same dossier, same
+        size and SHA-256)."""
+        start = self._ask("BatDauTaiTepKetQua", {
+            "MaHoSo": ma_ho_so, "MaGiayToKetQua": ma_giay_to_ket_qua, "TenTep": file_name,
+            "KieuTep": mime_type, "KichThuoc": size, "SHA256": sha256,
+        }, correlation_id=correlation_id)
+        return start.get("MaPhienTai"), int(start.get("DaNhan") or 0)
+
+    def send_chunk(self, session: str, offset: int, data: bytes) -> int:
+        """``TaiPhanTepKetQua``: ``data`` at ``offset``; returns the bytes the portal now holds."""
+        answer = self._ask("TaiPhanTepKetQua", {"MaPhienTai": session, "ViTri": offset, "DuLieu": _b64(data)},
+                           correlation_id=session)
+        return int(answer["DaNhan"])
+
+    def finish_upload(self, session: str, sha256: str) -> dict[str, Any]:
+        """``KetThucTaiTepKetQua``: the portal checks the SHA-256 and returns GiayToId and the link."""
+        return self._ask("KetThucTaiTepKetQua", {"MaPhienTai": session, "SHA256": sha256}, correlation_id=session)
+
+    def stream_upload(self, ma_ho_so: str, opener: Callable[[], BinaryIO], *, size: int, sha256: str,
+                      file_name: str, mime_type: str, ma_giay_to_ket_qua: str | None = None,
+                      chunk_size: int = DEFAULT_CHUNK_SIZE,
+                      on_progress: Callable[[str, str, int], Any] | None = None) -> UploadedResult:
+        """Upload ``size`` bytes announced as ``sha256``, resuming where the portal stands.
+
+        ``opener()`` gives the file from byte 0. The SHA-256 is computed while reading: the bytes
+        the portal already holds are read (not sent) to carry the hash over them, the rest are
+        hashed as they are sent, so memory stays at one chunk whatever the file's size and the hash
+        that is finally checked covers exactly the bytes that were read. If they do not hash to
+        ``sha256`` (or the file is shorter or longer than ``size``) the file changed after it was
+        announced: :class:`~lienthong.hub.errors.ResultFileChanged`, and the upload is not ended,
+        so the portal never links bytes nobody announced. When the portal reports another position
+        than the chunk's end (it lost bytes, or holds more), the reading realigns on it; a chunk
+        refused with ``UPLOAD_OFFSET_MISMATCH`` asks the portal where it stands and goes on from
+        there. ``on_progress(stage, session, confirmed)`` is called with ``started`` and after each
+        confirmed chunk (``chunk``); what it raises stops the upload (a worker that lost its lease).
+        A hash the portal does not confirm is :class:`~lienthong.hub.errors.ResultHashNotConfirmed`;
+        its ``CHECKSUM_MISMATCH`` (bytes damaged on the way) is the retryable
+        :class:`~lienthong.hub.errors.UploadChecksumMismatch`.
+        """
+        from lienthong.hub.errors import PartnerFault, ResultFileChanged, ResultHashNotConfirmed, UploadChecksumMismatch
+
+        def announce() -> tuple[str, int]:
+            return self.start_upload(ma_ho_so, file_name=file_name, mime_type=mime_type, size=size, sha256=sha256,
+                                     ma_giay_to_ket_qua=ma_giay_to_ket_qua)
+
+        session, have = announce()
+        resumed_from, restarts, realigned, sent = have, 0, 0, 0
+        if on_progress is not None:
+            on_progress("started", session, have)
+        with opener() as fh:
+            digest, pos = _hash_prefix(fh, have, size, file_name)
+            while pos < size:
+                data = fh.read(min(chunk_size, size - pos))
+                if not data:
+                    raise ResultFileChanged(f"result file {file_name} ends at byte {pos:,}, before the {size:,} "
+                                            "bytes announced: it changed after it was announced")
+                digest.update(data)
+                end = pos + len(data)
+                try:
+                    answer = self.send_chunk(session, pos, data)
+                except PartnerFault as exc:
+                    if exc.fault_code != "UPLOAD_OFFSET_MISMATCH" or realigned >= 3:
+                        raise
+                    realigned += 1
+                    session, answer = announce()
+                sent += len(data)
+                if answer != end:
+                    if answer == 0 and pos > 0:
+                        restarts += 1
+                    digest, pos = _hash_prefix(fh, answer, size, file_name)
+                else:
+                    pos = end
+                if on_progress is not None:
+                    on_progress("chunk", session, pos)
+            if fh.read(1):
+                raise ResultFileChanged(f"result file {file_name} is longer than the {size:,} bytes announced: "
+                                        "it changed after it was announced")
+        if digest.hexdigest() != sha256:
+            raise ResultFileChanged(f"result file {file_name} now hashes to {digest.hexdigest()}, not the "
+                                    f"{sha256} announced: it changed after it was announced; the upload was not ended")
+        try:
+            done = self.finish_upload(session, sha256)
+        except PartnerFault as exc:
+            if exc.fault_code == "CHECKSUM_MISMATCH":
+                raise UploadChecksumMismatch(f"the portal's copy of {file_name} does not hash to {sha256} (damaged "
+                                             f"on the way); it starts the session over: {exc}") from exc
+            raise
+        if done.get("SHA256") != sha256 or not done.get("GiayToId"):
+            raise ResultHashNotConfirmed(f"the portal ended the upload of {file_name} without confirming SHA-256 "
+                                         f"{sha256} (it answered {done.get('SHA256')!r}, GiayToId "
+                                         f"{done.get('GiayToId')!r})")
+        return UploadedResult(giay_to_id=done["GiayToId"], url=done.get("DuongDanTepTinKetQua"), sha256=sha256,
+                              size=size, resumed_from=resumed_from, session=session, restarts=restarts,
+                              sent=sent)
+
     def upload_result(self, ma_ho_so: str, source: Path | bytes, *, file_name: str, mime_type: str,
                       ma_giay_to_ket_qua: str | None = None,
                       chunk_size: int = DEFAULT_CHUNK_SIZE) -> UploadedResult:
-        """Stream a result file in chunks; a restarted upload resumes where the portal stopped.
-
-        The file is read twice (hash, then send) rather than held in memory: results can be large
-        scans. The portal checks the SHA-256 announced at the start against what it assembled.
-        """
+        """Upload a file (or bytes) in one go: hashed first, then :meth:`stream_upload`."""
         if isinstance(source, (bytes, bytearray)):
             size = len(source)
             opener = lambda: io.BytesIO(source)  # noqa: E731
         else:
             size = os.path.getsize(source)
             opener = lambda: open(source, "rb")  # noqa: E731
-        digest = hashlib.sha256()
         with opener() as fh:
-            for block in iter(lambda: fh.read(1024 * 1024), b""):
-                digest.update(block)
-        sha = digest.hexdigest()
-        start = self._ask("BatDauTaiTepKetQua", {
-            "MaHoSo": ma_ho_so, "MaGiayToKetQua": ma_giay_to_ket_qua, "TenTep": file_name,
-            "KieuTep": mime_type, "KichThuoc": size, "SHA256": sha,
-        })
-        session = start.get("MaPhienTai")
-        received = resumed_from = int(start.get("DaNhan") or 0)
-        with opener() as fh:
-            fh.seek(received)
-            while received < size:
-                chunk = _read_exact(fh, min(chunk_size, size - received))
-                answer = self._ask("TaiPhanTepKetQua", {
-                    "MaPhienTai": session, "ViTri": received, "DuLieu": _b64(chunk),
-                }, correlation_id=session)
-                received = int(answer["DaNhan"])
-                fh.seek(received)
-        done = self._ask("KetThucTaiTepKetQua", {"MaPhienTai": session, "SHA256": sha}, correlation_id=session)
-        return UploadedResult(giay_to_id=done.get("GiayToId"), url=done.get("DuongDanTepTinKetQua"),
-                              sha256=done.get("SHA256"), size=size, resumed_from=resumed_from)
+            sha = file_digest(fh)
+        return self.stream_upload(ma_ho_so, opener, size=size, sha256=sha, file_name=file_name, mime_type=mime_type,
+                                  ma_giay_to_ket_qua=ma_giay_to_ket_qua, chunk_size=chunk_size)
 
 
-def _read_exact(fh: BinaryIO, n: int) -> bytes:
-    data = fh.read(n)
-    if len(data) != n:
-        raise OSError(f"result file changed while uploading: expected {n} more bytes, read {len(data)}")
-    return data
+def file_digest(fh: BinaryIO) -> str:
+    """SHA-256 of a binary file from its current position, 1 MiB at a time."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: fh.read(1024 * 1024), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _hash_prefix(fh: BinaryIO, length: int, size: int, name: str) -> tuple[Any, int]:
+    """A SHA-256 over bytes [0, ``length``) of ``fh`` (read, not sent), and ``length``."""
+    from lienthong.hub.errors import ResultFileChanged
+
+    if length > size:
+        raise ResultFileChanged(f"the portal holds {length:,} bytes of {name}, more than the {size:,} announced")
+    fh.seek(0)
+    digest = hashlib.sha256()
+    left = length
+    while left > 0:
+        block = fh.read(min(1024 * 1024, left))
+        if not block:
+            raise ResultFileChanged(f"result file {name} ends before byte {length:,}: it changed after it was announced")
+        digest.update(block)
+        left -= len(block)
+    return digest, length
 
 
 def _b64(data: bytes) -> str:

@@ -272,3 +272,59 @@ class PartnerFault(FatalError):
 
 class AuditChainBroken(FatalError):
     code = "AUDIT_CHAIN_BROKEN"
+
+
+# --- result files (digitised results uploaded to the portal) ---------------------------------
+class ResultFileError(FatalError):
+    """A result file the one-stop system announced cannot be uploaded as it is: each subclass a
+    specific, counted dead-letter reason; replay the event once the file is put right."""
+
+    code = "RESULT_FILE"
+
+
+class ResultFileMissing(ResultFileError):
+    code = "RESULT_FILE_MISSING"
+
+
+class ResultFileUnreadable(ResultFileError):
+    code = "RESULT_FILE_UNREADABLE"
+
+
+class ResultFileOutsideRoot(ResultFileError):
+    """The announced path leaves the configured result folder (``..``, an absolute path, a link)."""
+
+    code = "RESULT_FILE_OUTSIDE_ROOT"
+
+
+class ResultFileChanged(ResultFileError):
+    """The bytes differ from what was announced (the one-stop system's SHA-256, or the hash the
+    hub announced to the portal when the upload began)."""
+
+    code = "RESULT_FILE_CHANGED"
+
+
+class ResultSizeMismatch(ResultFileError):
+    code = "RESULT_SIZE_MISMATCH"
+
+
+class ResultFileTooLarge(ResultFileError):
+    code = "RESULT_FILE_TOO_LARGE"
+
+
+class ResultHashNotConfirmed(FatalError):
+    """The portal ended the upload without confirming the SHA-256 the hub announced."""
+
+    code = "RESULT_HASH_NOT_CONFIRMED"
+
+
+class ResultFetchFailed(RetryableError):
+    """Fetching a result file from the one-stop system's URL failed in a way a retry may fix."""
+
+    code = "RESULT_FETCH_FAILED"
+
+
+class UploadChecksumMismatch(RetryableError):
+    """The portal assembled bytes that do not hash to the announced SHA-256 although the hub read
+    the right ones: damaged on the way; the portal restarts the session and so does the upload."""
+
+    code = "UPLOAD_CHECKSUM_MISMATCH"

@@ -110,6 +110,14 @@ class Settings:
     #: the hub never delivered is new there and needs no TraCuuHoSo lookup; None: since the outbox's
     #: first event (``LIENTHONG_PORTAL_SOLE_FEED_SINCE``, ISO date or date-time, Vietnam time if naive)
     portal_sole_feed_since: datetime | None = None
+    #: the folder the one-stop system shares its result files in (``LIENTHONG_RESULTS_ROOT``);
+    #: result documents name their file by a path under it. None: results come by URL only
+    results_root: Path | None = None
+
+    @property
+    def results_spool(self) -> Path:
+        """Where result files fetched by URL wait for their upload."""
+        return self.home / "spool" / "results"
 
     @property
     def pki_dir(self) -> Path:
@@ -199,4 +207,5 @@ class Settings:
             tsa_url=env.get("LIENTHONG_TSA_URL") or None,
             partners=partners,
             portal_sole_feed_since=_env_moment(env, "LIENTHONG_PORTAL_SOLE_FEED_SINCE"),
+            results_root=Path(env["LIENTHONG_RESULTS_ROOT"]).expanduser() if env.get("LIENTHONG_RESULTS_ROOT") else None,
         )

@@ -61,7 +61,7 @@ from .errors import MalformedValue, MappingError, MissingField, UnknownCode
 from .tables import CHANNEL, DOSSIER_STATUS, SUBJECT_TYPE, SUBMISSION_PLACE, CodeTable, _StrictLoader, load_table
 
 __all__ = [
-    "DOSSIER", "NORMALISED", "OMITTED", "PORTAL_TZ", "STEP", "TRUNCATED", "Adjustment", "DossierMapping",
+    "DOSSIER", "NORMALISED", "OMITTED", "PORTAL_TZ", "RESULT", "RESULT_FIELDS", "STEP", "TRUNCATED", "Adjustment", "DossierMapping",
     "FieldRule", "FileLayout", "MappedChange", "MappingFileError", "TableMapping", "TextTooLong",
     "UnknownProcedure", "shipped_mappings",
 ]
@@ -71,6 +71,8 @@ PORTAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 DOSSIER = "dossier"
 STEP = "step"
+#: a digitised result document of a dossier (a file to upload before the snapshot that lists it)
+RESULT = "result"
 
 # adjustments: a change that was mapped, but not value for value
 NORMALISED = "normalised"  # text put in Unicode NFC
@@ -176,6 +178,24 @@ QUATRINH_SPEC: Mapping[str, _Portal] = MappingProxyType({
     "NgayKetThucTheoQuyDinh": _Portal("date"),
 })
 
+#: a result document as the one-stop system announces it (section ``results``): the portal's
+#: DanhSachGiayToKetQua names (TenGiayTo, MaThanhPhanHoSo, MaGiayToKetQua), the file's name and
+#: type as BatDauTaiTepKetQua takes them, and where its bytes are: ``TepKetQua`` is a path relative
+#: to the configured result root, or an http(s) URL the hub fetches; ``KichThuoc`` and ``SHA256``
+#: are what the system says the file is, when it says (a file that differs is refused).
+RESULT_SPEC: Mapping[str, _Portal] = MappingProxyType({
+    "MaHoSo": _Portal("text", True, 64, _MA_HO_SO),
+    "TenGiayTo": _Portal("text", True, _TEN),
+    "MaThanhPhanHoSo": _Portal("text", False, 64, _MA),
+    "MaGiayToKetQua": _Portal("text", False, 64, _MA),
+    "TenTep": _Portal("text", True, 255, r"[^/\\\x00-\x1f\x7f]{1,255}"),
+    "KieuTep": _Portal("text", False, 127, r"[A-Za-z0-9][A-Za-z0-9!#$&\-^_.+]{0,62}/[A-Za-z0-9][A-Za-z0-9!#$&\-^_.+]{0,62}"),
+    "TepKetQua": _Portal("text", True, 2000),
+    "KichThuoc": _Portal("int", value_range=(0, 2_147_483_648)),
+    "SHA256": _Portal("text", False, 64, r"[0-9a-fA-F]{64}"),
+})
+RESULT_FIELDS = tuple(RESULT_SPEC)
+
 #: code map key in the file -> (national code table, national field named in messages)
 CODE_MAPS: Mapping[str, tuple[str, str]] = MappingProxyType({
     "statuses": (DOSSIER_STATUS, "TrangThaiHoSo"),
@@ -274,6 +294,7 @@ class FileLayout:
     xml_root: str
     formats: tuple[str, ...]
     encoding: str
+    results: str | None = None  # the same for result documents (with a results section)
 
 
 @dataclass(frozen=True, eq=False)
@@ -342,6 +363,8 @@ class TableMapping:
     def _source_key(self, key: str, version: int | None) -> str:
         if self.kind == DOSSIER:
             return f"{self.key_prefix}hoso:{key}:{version}"
+        if self.kind == RESULT:
+            return f"{self.key_prefix}ketqua:{key}" + ("" if version is None else f":{version}")
         return f"{self.key_prefix}buoc:{key}"
 
     def source_key(self, row: Mapping[str, Any]) -> str | None:
@@ -383,14 +406,20 @@ class TableMapping:
         if self.extra:
             extra = {c: _carried(row.get(c)) for c in self.extra}
         changed = _utc(row.get(self._changed_column)) if self._changed_column else None
+        if "SHA256" in record:
+            record["SHA256"] = record["SHA256"].lower()
+        status = record[self._status_field] if self._status_field else 0
         return MappedChange(self.kind, self._source_key(key, version), record["MaHoSo"],
-                            record[self._status_field], record, version, tuple(notes), extra, changed)
+                            status, record, version, tuple(notes), extra, changed)
 
     def _error(self, cls: type[MappingError], detail: str, row: Mapping[str, Any], name: str | None,
                column: str | None, procedure: str | None = None) -> MappingError:
         code = self.ma_ho_so(row)
         if self.kind == DOSSIER:
             who = f"dossier {code or '(no dossier code)'}"
+        elif self.kind == RESULT:
+            item = row.get(self.key)
+            who = f"result {item if item not in (None, '') else '(no id)'} of dossier {code or '(no dossier code)'}"
         else:
             step = row.get(self.key)
             who = f"step {step if step not in (None, '') else '(no id)'} of dossier {code or '(no dossier code)'}"
@@ -740,7 +769,7 @@ def _join(key: str, sub: Any) -> str:
 
 
 _TOP_REQUIRED = ("source", "dossiers", "steps")
-_TOP_OPTIONAL = ("description", "files", *CODE_MAPS)
+_TOP_OPTIONAL = ("description", "files", "results", *CODE_MAPS)
 _SOURCE_REQUIRED = ("name", "kind", "time_zone")
 _SOURCE_OPTIONAL = ("description", "date_formats", "batch_size", "settle_seconds", "key_prefix")
 _TABLE_REQUIRED = ("key", "cursor", "fields")
@@ -764,7 +793,7 @@ class DossierMapping:
                  date_formats: tuple[str, ...], batch_size: int, settle_seconds: float, key_prefix: str,
                  dossiers: TableMapping, steps: TableMapping, files: FileLayout | None,
                  codes: Mapping[str, Mapping[Any, int]],
-                 known_procedures: Callable[[str], bool] | None = None):
+                 known_procedures: Callable[[str], bool] | None = None, results: TableMapping | None = None):
         self.path = path
         self.file = Path(path).name
         self.name = name
@@ -777,6 +806,8 @@ class DossierMapping:
         self.key_prefix = key_prefix
         self.dossiers = dossiers
         self.steps = steps
+        #: result documents (section ``results``), or None: the system announces no result files
+        self.results = results
         self.files = files
         self.codes = codes
         self.known_procedures = known_procedures
@@ -801,7 +832,11 @@ class DossierMapping:
             return self.dossiers
         if kind == STEP:
             return self.steps
-        raise ValueError(f"kind must be {DOSSIER!r} or {STEP!r}, not {kind!r}")
+        if kind == RESULT and self.results is not None:
+            return self.results
+        if kind == RESULT:
+            raise ValueError(f"{self.file} has no results section")
+        raise ValueError(f"kind must be {DOSSIER!r}, {STEP!r} or {RESULT!r}, not {kind!r}")
 
     # -- mapping rows --------------------------------------------------------------------------
     def map_dossier(self, row: Mapping[str, Any]) -> MappedChange:
@@ -875,8 +910,9 @@ class DossierMapping:
                   "source_kind": kind}
         dossiers = _table(check, "dossiers", doc["dossiers"], DOSSIER, HOSO_SPEC, **common)
         steps = _table(check, "steps", doc["steps"], STEP, QUATRINH_SPEC, **common)
+        results = _table(check, "results", doc["results"], RESULT, RESULT_SPEC, **common) if "results" in doc else None
 
-        files = _files(check, doc["files"]) if "files" in doc else None
+        files = _files(check, doc["files"], with_results=results is not None) if "files" in doc else None
         if kind == "filedrop" and files is None:
             raise check.fail("files", "missing (a filedrop source needs the layout of its export files)")
         # settling needs each table's change time: the dossiers' cursor column is one, the steps'
@@ -886,7 +922,7 @@ class DossierMapping:
         return cls(path=source, name=name, kind=kind, description=description, time_zone=zone,
                    date_formats=formats, batch_size=batch_size, settle_seconds=float(settle), key_prefix=prefix,
                    dossiers=dossiers, steps=steps, files=files, codes=MappingProxyType(codes),
-                   known_procedures=known_procedures)
+                   known_procedures=known_procedures, results=results)
 
 
 def _date_formats(check: _Check, value: Any) -> tuple[str, ...]:
@@ -932,8 +968,8 @@ def _code_map(check: _Check, map_name: str, value: Any) -> Mapping[Any, int]:
     return MappingProxyType(result)
 
 
-def _files(check: _Check, value: Any) -> FileLayout:
-    files = check.section(value, "files", ("dossiers", "steps"), ("xml_root", "formats", "encoding"))
+def _files(check: _Check, value: Any, *, with_results: bool = False) -> FileLayout:
+    files = check.section(value, "files", ("dossiers", "steps"), ("xml_root", "formats", "encoding", "results"))
     dossiers = check.ident(files["dossiers"], "files.dossiers")
     steps = check.ident(files["steps"], "files.steps")
     if dossiers == steps:
@@ -949,7 +985,14 @@ def _files(check: _Check, value: Any) -> FileLayout:
         "".encode(encoding)
     except LookupError:
         raise check.fail("files.encoding", f"{encoding!r} is not a known text encoding") from None
-    return FileLayout(dossiers, steps, xml_root, tuple(dict.fromkeys(formats)), encoding)
+    results = None
+    if "results" in files:
+        if not with_results:
+            raise check.fail("files.results", "names result records, but the file has no results section")
+        results = check.ident(files["results"], "files.results")
+        if results in (dossiers, steps):
+            raise check.fail("files.results", f"must differ from files.dossiers and files.steps ({results!r})")
+    return FileLayout(dossiers, steps, xml_root, tuple(dict.fromkeys(formats)), encoding, results)
 
 
 def _table(check: _Check, key: str, value: Any, kind: str, spec: Mapping[str, _Portal], *, file: str,
@@ -1015,7 +1058,7 @@ def _table(check: _Check, key: str, value: Any, kind: str, spec: Mapping[str, _P
 
     ordered = tuple(rules[n] for n in spec if n in rules)  # schema order, whatever the file's order
     plan = tuple((r.field, r.column, _transform(r, spec[r.field], zone, formats, codes, file)) for r in ordered)
-    status_field = "TrangThaiHoSo" if kind == DOSSIER else "TrangThai"
+    status_field = {DOSSIER: "TrangThaiHoSo", STEP: "TrangThai"}.get(kind, "")
     return TableMapping(kind=kind, file=file, table=table, schema=schema, key=key_column, version=version,
                         cursor=cursor_column, tiebreak=tiebreak, changed_at=changed_at, fields=ordered,
                         extra=tuple(extra_columns), key_prefix=prefix, _plan=plan, _status_field=status_field,

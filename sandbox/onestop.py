@@ -92,6 +92,7 @@ from sqlalchemy.engine import URL, make_url
 
 from ..hub.files import write_atomic
 from .catalogue import VN_TZ, Catalogue, lower_first, parse_code
+from .onestop_results import RESULT_INJECTION_KINDS, attach_results, inject_result, results_metadata
 
 # =============================================================================================
 # the local code tables
@@ -542,6 +543,7 @@ class OneStopDatabase:
     def create(self) -> None:
         """Create the tables and indexes that do not exist yet (safe to repeat)."""
         metadata.create_all(self.engine)
+        results_metadata.create_all(self.engine)
 
     def close(self) -> None:
         if self._owns_engine:
@@ -1449,6 +1451,13 @@ def build_parser(prog: str = "python -m lienthong.sandbox.onestop") -> argparse.
     p.add_argument("--arrivals-per-day", type=float, default=120.0, help="mean new dossiers per day (default 120)")
     p.add_argument("--inject", action="append", default=[], metavar="KIND=COUNT",
                    help=f"add bad dossiers (repeatable): {', '.join(INJECTION_KINDS)}")
+    p.add_argument("--results", action="store_true",
+                   help="give every dossier at DA_XU_LY/DA_TRA_KQ without a result its result file(s) "
+                        "(hoso_ket_qua rows, files under --results-dir)")
+    p.add_argument("--results-dir", type=Path, help="the system's result folder (default "
+                   "$LIENTHONG_HOME/sandbox/ket-qua)")
+    p.add_argument("--large-share", type=float, default=0.05,
+                   help="share of result files that are large scans of 12-40 MB (default 0.05)")
     p.add_argument("--export-dir", type=Path, help="write every row as export files into this folder")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="json", help="export file format (default json)")
     p.add_argument("--only-this-run", action="store_true",
@@ -1457,6 +1466,12 @@ def build_parser(prog: str = "python -m lienthong.sandbox.onestop") -> argparse.
                    help="records per export file at most; larger exports are split in parts (default 20000)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
+
+
+def _default_results_dir() -> Path:
+    from ..hub.settings import Settings
+
+    return Settings.from_env().home / "sandbox" / "ket-qua"
 
 
 def _default_db_url() -> str:
@@ -1469,12 +1484,13 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     """The command line (``prog`` names it in help and errors, e.g. ``lienthong sandbox onestop``)."""
     parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(argv)
-    injections = []
+    injections, result_injections = [], []
     for item in args.inject:
         kind, _, count = item.partition("=")
-        if kind not in INJECTION_KINDS or not (count or "1").isdigit():
-            parser.error(f"--inject {item!r}: expected KIND=COUNT with KIND one of {', '.join(INJECTION_KINDS)}")
-        injections.append((kind, int(count or "1")))
+        known = (*INJECTION_KINDS, *RESULT_INJECTION_KINDS)
+        if kind not in known or not (count or "1").isdigit():
+            parser.error(f"--inject {item!r}: expected KIND=COUNT with KIND one of {', '.join(known)}")
+        (result_injections if kind in RESULT_INJECTION_KINDS else injections).append((kind, int(count or "1")))
     try:
         start = datetime.fromisoformat(args.start)
     except ValueError:
@@ -1493,6 +1509,15 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
             created = sim.populate(args.dossiers).dossiers if args.dossiers else 0
             sim.advance(args.advance)
             injected = {kind: sim.inject(kind, count) for kind, count in injections}
+            results = None
+            if args.results or result_injections:
+                results_dir = args.results_dir or _default_results_dir()
+                for kind, count in result_injections:  # before the good ones take every dossier at 9/10
+                    injected[kind] = inject_result(sim.db, results_dir, kind, count, seed=args.seed,
+                                                   catalogue=sim.catalogue)
+                results = (attach_results(sim.db, results_dir, seed=args.seed, catalogue=sim.catalogue,
+                                          large_share=args.large_share).as_dict() if args.results else {})
+                results["dir"] = str(results_dir)
             elapsed = time.perf_counter() - began
             exported = (sim.export_files(args.export_dir, format=args.format, since_cursor=cursor,
                                          max_records=args.max_records) if args.export_dir else [])
@@ -1502,7 +1527,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
                 "clock": sim.clock.isoformat(), "active": sim.active,
                 "agencies": list(sim.agencies), "procedures": len(sim.procedures),
                 "status_counts": sim.db.status_counts(), "injected": injected,
-                "exported": [str(p) for p in exported],
+                "exported": [str(p) for p in exported], "results": results,
             }
         finally:
             sim.close()
@@ -1539,6 +1564,10 @@ def _print_summary(summary: Mapping[str, Any]) -> None:
         console.print(f"injected {kind}: {', '.join(codes)}")
     for path in summary["exported"]:
         console.print(f"exported {path}")
+    results = summary.get("results")
+    if results and "files" in results:
+        console.print(f"results: {results['files']:,} file(s), {results['bytes'] / 1e6:,.1f} MB "
+                      f"(largest {results['largest'] / 1e6:,.1f} MB) under {results['dir']}")
 
 
 if __name__ == "__main__":

@@ -209,6 +209,12 @@ class Operations:
             elif current is not None and current[0] in TERMINAL_STATUSES and status != current[0]:
                 code, why = ("TRANG_THAI_KHONG_HOP_LE",
                              f"Hồ sơ {ma} đã kết thúc (trạng thái {current[0]}), không thể chuyển sang {status}")
+            else:
+                unknown = self._unknown_results(ma, data.get("DanhSachGiayToKetQua") or [])
+                if unknown:
+                    # the portal links only result files it holds (KetThucTaiTepKetQua confirmed their hash)
+                    code, why = ("GIAY_TO_KET_QUA_KHONG_TON_TAI",
+                                 f"Hồ sơ {ma}: giấy tờ kết quả {', '.join(unknown)} chưa được tải lên Cổng")
             accepted = code == "0"
             if accepted:
                 row = {"ma_ho_so": ma, "ma_tthc": data["MaTTHC"], "trang_thai": status,
@@ -271,6 +277,16 @@ class Operations:
             "MaHoSo": ma, "TonTai": True, "TrangThaiHoSo": existing["trang_thai"],
             "NgayCapNhat": portal_time(existing["updated_at"]),
         }, prefix="dvc")
+
+    def _unknown_results(self, ma: str, listed: list[Any]) -> list[str]:
+        """The GiayToId of ``listed`` (a DanhSachGiayToKetQua) that are no finished upload of dossier ``ma``."""
+        unknown = []
+        for entry in listed:
+            giay_to_id = entry.get("GiayToId") if isinstance(entry, dict) else None
+            upload = self.store.result_by_id(giay_to_id) if giay_to_id else None
+            if upload is None or upload["ma_ho_so"] != ma:
+                unknown.append(str(giay_to_id))
+        return unknown
 
     # -- chunked, resumable result upload -----------------------------------------------------
     def bat_dau_tai_tep(self, call: Call, conn: Connection | None) -> etree._Element:

@@ -286,7 +286,7 @@ class Source(Protocol):
 def map_rows(mapping: DossierMapping, kind: str, rows: Iterable[Mapping[str, Any]]) -> list[SourceItem]:
     """Map each row of ``kind``; a row that fails becomes an item carrying its error."""
     table = mapping.table(kind)
-    mapper = mapping.map_dossier if kind == DOSSIER else mapping.map_step
+    mapper = {DOSSIER: mapping.map_dossier, STEP: mapping.map_step}.get(kind) or (lambda row: table.map(row))
     items: list[SourceItem] = []
     append = items.append
     for row in rows:

@@ -57,7 +57,7 @@ from typing import Any
 
 from lienthong.hub.errors import ConfigurationError, FatalError, HubError, XmlRejected
 from lienthong.hub.xmlsafe import parse_xml
-from lienthong.mappings.dossier import DOSSIER, STEP, DossierMapping
+from lienthong.mappings.dossier import DOSSIER, RESULT, STEP, DossierMapping
 from lxml import etree
 
 from .base import SourceBatch, SourceItem, SourceUnavailable, inbox_location, map_rows
@@ -164,7 +164,15 @@ class FileDropSource:
         self.clock = clock
         self.rejected: list[RejectedFile] = []
         self._fields = {DOSSIER: mapping.dossiers.field_columns(), STEP: mapping.steps.field_columns()}
-        self._element_kinds = {self.layout.dossiers: DOSSIER, self.layout.steps: STEP}
+        #: (record name in the files, kind), in reading order: dossiers, steps, then result documents
+        self._kinds = [(self.layout.dossiers, DOSSIER), (self.layout.steps, STEP)]
+        if mapping.results is not None:
+            if self.layout.results is None:
+                raise ConfigurationError(f"{mapping.path}: files.results is missing: the export files must name "
+                                         "their result records")
+            self._fields[RESULT] = mapping.results.field_columns()
+            self._kinds.append((self.layout.results, RESULT))
+        self._element_kinds = dict(self._kinds)
 
     @property
     def name(self) -> str:
@@ -216,7 +224,7 @@ class FileDropSource:
     def _order(self, path: Path) -> tuple[str, int, str]:
         name = path.name
         lowered = name.lower()
-        for rank, kind_name in enumerate((self.layout.dossiers, self.layout.steps)):
+        for rank, (kind_name, _) in enumerate(self._kinds):
             prefix = f"{kind_name.lower()}-"
             if lowered.endswith(".csv") and lowered.startswith(prefix):
                 return name[len(prefix):], rank, name
@@ -243,8 +251,9 @@ class FileDropSource:
                 continue
             except FileNotFoundError:
                 continue  # taken away meanwhile: nothing to read
-            items: list[SourceItem] = map_rows(self.mapping, DOSSIER, records.get(DOSSIER, ()))
-            items += map_rows(self.mapping, STEP, records.get(STEP, ()))
+            items: list[SourceItem] = []
+            for _, kind in self._kinds:
+                items += map_rows(self.mapping, kind, records.get(kind, ()))
             yield SourceBatch(source=self.name, cursor=f"{path.name}{_DIGEST_MARK}{digest}", items=tuple(items),
                               origin=path.name, file=path)
 
@@ -315,7 +324,7 @@ class FileDropSource:
             raise ExportFileMalformed(f"{name}: not valid JSON: {exc}") from None
         except RecursionError:
             raise ExportFileMalformed(f"{name}: JSON nested too deeply") from None
-        expected = (self.layout.dossiers, self.layout.steps)
+        expected = tuple(name for name, _ in self._kinds)
         if not isinstance(doc, dict):
             raise ExportFileLayout(f"{name}: expected a JSON object with {' and/or '.join(map(repr, expected))}")
         unknown = [k for k in doc if k not in expected]
@@ -363,13 +372,12 @@ class FileDropSource:
 
     def _csv_kind(self, name: str) -> str:
         lowered = name.lower()
-        prefixes = sorted(((f"{self.layout.dossiers}-", DOSSIER), (f"{self.layout.steps}-", STEP)),
-                          key=lambda p: -len(p[0]))
+        prefixes = sorted(((f"{name}-", kind) for name, kind in self._kinds), key=lambda p: -len(p[0]))
         for prefix, kind in prefixes:
             if lowered.startswith(prefix.lower()):
                 return kind
-        raise ExportFileLayout(f"{name}: a CSV export is named {self.layout.dossiers}-*.csv or "
-                               f"{self.layout.steps}-*.csv, so the hub knows which records it holds")
+        named = " or ".join(f"{prefix}-*.csv" for prefix, _ in self._kinds)
+        raise ExportFileLayout(f"{name}: a CSV export is named {named}, so the hub knows which records it holds")
 
     def _check_header(self, name: str, kind: str, header: list[str]) -> None:
         # missing columns first: a file without a header row shows up as that, not as odd names
@@ -396,9 +404,9 @@ class FileDropSource:
                 continue  # a comment
             kind = self._element_kinds.get(element.tag)
             if kind is None:
+                expected = " or ".join(f"<{n}>" for n, _ in self._kinds)
                 raise ExportFileLayout(f"{name}: unexpected element <{_shown_tag(element.tag)}> in "
-                                       f"<{self.layout.xml_root}> (expected <{self.layout.dossiers}> or "
-                                       f"<{self.layout.steps}>)")
+                                       f"<{self.layout.xml_root}> (expected {expected})")
             record: dict[str, Any] = {}
             for child in element:
                 if not isinstance(child.tag, str):

@@ -17,7 +17,10 @@ Why the order of reads within a batch matters: a step must never reach the porta
 dossier. The dossier page is read first; when it is full, the batch holds only dossiers (the
 steps wait for the dossiers to catch up). Otherwise the steps are read, and then the dossier page
 again, so any step in the batch has its dossier row (written before the step) in this batch or
-an earlier one. Dossier items come first in the batch.
+an earlier one. Dossier items come first in the batch. Result documents (a mapping with a
+``results`` section) are read like steps, before that second dossier read, for the same reason:
+the one-stop system writes a dossier's row before (or with) its results, so every result in a
+batch has its dossier in the batch or an earlier one.
 
 Why ``settle_seconds``: keyset reading assumes rows become visible in cursor order. A writer that
 holds a transaction open can commit a row whose change time (or id) is *older* than rows already
@@ -43,7 +46,7 @@ from typing import Any
 
 from lienthong.hub.errors import ConfigurationError, FatalError
 from lienthong.hub.store.engine import _sqlite_file  # the file behind a SQLite URL (None: in memory)
-from lienthong.mappings.dossier import DOSSIER, STEP, DossierMapping, TableMapping, json_safe
+from lienthong.mappings.dossier import DOSSIER, RESULT, STEP, DossierMapping, TableMapping, json_safe
 from sqlalchemy import DateTime, and_, bindparam, column, event, func, inspect, literal, or_, select, table
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
@@ -105,14 +108,18 @@ class SqlCursor:
     steps: tuple[Any, Any] | None = None
     dossiers_anchor: str | None = None
     steps_anchor: str | None = None
+    #: the result documents' table (a mapping with a results section); absent from older cursors
+    results: tuple[Any, Any] | None = None
+    results_anchor: str | None = None
 
     def encode(self) -> str:
         """Text for the caller to store with the batch's events (JSON, times tagged)."""
         doc: dict[str, Any] = {"v": 2}
-        for name in ("dossiers", "steps"):
+        names = ("dossiers", "steps", "results") if self.results is not None else ("dossiers", "steps")
+        for name in names:
             position = getattr(self, name)
             doc[name] = None if position is None else [_encode_value(v) for v in position]
-        doc["anchors"] = {"dossiers": self.dossiers_anchor, "steps": self.steps_anchor}
+        doc["anchors"] = {name: getattr(self, f"{name}_anchor") for name in names}
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -125,7 +132,7 @@ class SqlCursor:
             if not isinstance(doc, dict) or doc.get("v") not in (1, 2):
                 raise ValueError("not a SQL source cursor (version 1 or 2)")
             positions: list[Any] = []
-            for name in ("dossiers", "steps"):
+            for name in ("dossiers", "steps", "results"):
                 raw = doc.get(name)
                 if raw is None:
                     positions.append(None)
@@ -136,12 +143,13 @@ class SqlCursor:
             anchors = doc.get("anchors") or {}
             if not isinstance(anchors, dict):
                 raise ValueError("anchors must be an object")
-            for name in ("dossiers", "steps"):
+            for name in ("dossiers", "steps", "results"):
                 if anchors.get(name) is not None and not isinstance(anchors[name], str):
                     raise ValueError(f"anchors.{name} must be a text")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CursorInvalid(f"stored SQL source cursor {text[:200]!r} cannot be read: {exc}") from None
-        return cls(*positions, anchors.get("dossiers"), anchors.get("steps"))
+        return cls(positions[0], positions[1], anchors.get("dossiers"), anchors.get("steps"),
+                   positions[2], anchors.get("results"))
 
 
 def _shown(position: tuple[Any, Any] | None) -> str:
@@ -286,6 +294,8 @@ class SqlSource:
         self._dossiers = _Reader(mapping.dossiers, mapping.file,
                                  settle_column=mapping.dossiers.changed_at or mapping.dossiers.cursor)
         self._steps = _Reader(mapping.steps, mapping.file, settle_column=mapping.steps.changed_at)
+        self._results = (None if mapping.results is None else
+                         _Reader(mapping.results, mapping.file, settle_column=mapping.results.changed_at))
         self._checked = False
         if isinstance(url, Engine):
             self.engine, self._owns_engine = url, False
@@ -326,7 +336,7 @@ class SqlSource:
         try:
             with self.engine.connect() as conn:
                 inspector = inspect(conn)
-                for reader, name in ((self._dossiers, "dossiers"), (self._steps, "steps")):
+                for reader, name in self._tables():
                     mapping = reader.mapping
                     try:
                         present = {c["name"] for c in inspector.get_columns(mapping.table, schema=mapping.schema)}
@@ -352,6 +362,12 @@ class SqlSource:
         self._checked = True
         return counts
 
+    def _tables(self) -> list[tuple[_Reader, str]]:
+        tables = [(self._dossiers, "dossiers"), (self._steps, "steps")]
+        if self._results is not None:
+            tables.append((self._results, "results"))
+        return tables
+
     # -- does a stored cursor fit? ---------------------------------------------------------------
     def check_cursor(self, cursor: str | None) -> None:
         """Refuse a cursor this database cannot have produced as it is now.
@@ -364,15 +380,15 @@ class SqlSource:
           position is refused. Cursors written before anchors existed get the first check only.
         """
         position = SqlCursor.decode(cursor)
-        if position.dossiers is None and position.steps is None:
+        if position.dossiers is None and position.steps is None and position.results is None:
             return
         if not self._checked:
             self.check()
         try:
             with self.engine.connect() as conn:
                 _read_only_transaction(conn)
-                for reader, at, anchor in ((self._dossiers, position.dossiers, position.dossiers_anchor),
-                                           (self._steps, position.steps, position.steps_anchor)):
+                for reader, name in self._tables():
+                    at, anchor = getattr(position, name), getattr(position, f"{name}_anchor")
                     if at is None:
                         continue
                     if not reader.reaches(conn, at):
@@ -394,8 +410,7 @@ class SqlSource:
 
     def describe_cursor(self, cursor: str | None) -> str:
         position = SqlCursor.decode(cursor)
-        return (f"{self._dossiers.label} at {_shown(position.dossiers)}, "
-                f"{self._steps.label} at {_shown(position.steps)}")
+        return ", ".join(f"{reader.label} at {_shown(getattr(position, name))}" for reader, name in self._tables())
 
     # -- reading -------------------------------------------------------------------------------
     def changes(self, cursor: str | None = None) -> Iterator[SourceBatch]:
@@ -415,32 +430,41 @@ class SqlSource:
                 with self.engine.connect() as conn:
                     _read_only_transaction(conn)
                     dossiers = self._dossiers.read(conn, position.dossiers, limit, horizon)
-                    steps = None
+                    steps = results = None
                     if not dossiers.full:
                         steps = self._steps.read(conn, position.steps, limit, horizon)
-                        if steps.rows:
-                            # read again: a step's dossier row is written before the step, so
-                            # after this read every step above has its dossier in the batch
-                            # or in an earlier one
+                        if self._results is not None:
+                            results = self._results.read(conn, position.results, limit, horizon)
+                        if steps.rows or (results is not None and results.rows):
+                            # read again: a step's (a result's) dossier row is written before
+                            # it, so after this read every step and result above has its
+                            # dossier in the batch or in an earlier one
                             dossiers = self._dossiers.read(conn, position.dossiers, limit, horizon)
                             if dossiers.full:
-                                steps = None
+                                steps = results = None
                     conn.rollback()
             except DBAPIError as exc:
                 raise _classify(exc, self) from exc
             rows_steps = steps.rows if steps is not None else []
-            if not dossiers.rows and not rows_steps:
+            rows_results = results.rows if results is not None else []
+            if not dossiers.rows and not rows_steps and not rows_results:
                 return
             read_steps = steps is not None and bool(steps.rows)
+            read_results = results is not None and bool(results.rows)
             position = SqlCursor(dossiers.position if dossiers.rows else position.dossiers,
                                  steps.position if read_steps else position.steps,
                                  dossiers.anchor if dossiers.rows else position.dossiers_anchor,
-                                 steps.anchor if read_steps else position.steps_anchor)
+                                 steps.anchor if read_steps else position.steps_anchor,
+                                 results.position if read_results else position.results,
+                                 results.anchor if read_results else position.results_anchor)
             items: list[SourceItem] = map_rows(self.mapping, DOSSIER, dossiers.rows)
             items += map_rows(self.mapping, STEP, rows_steps)
+            if rows_results:
+                items += map_rows(self.mapping, RESULT, rows_results)
             yield SourceBatch(source=self.name, cursor=position.encode(), items=tuple(items),
-                              origin=f"{self._dossiers.label}+{self._steps.label}")
-            if not dossiers.full and (steps is None or not steps.full):
+                              origin="+".join(reader.label for reader, _ in self._tables()))
+            more = (steps is not None and steps.full) or (results is not None and results.full)
+            if not dossiers.full and not more:
                 return
 
     def ack(self, batch: SourceBatch) -> None:

@@ -16,7 +16,11 @@ goes out only after the previous one was accepted. Within a round:
   processed but its reply was lost; ``HOSO_CHUA_TON_TAI`` to an update) the event is re-sent
   **once** with the flag the portal asked for, in a message of its own id; a second refusal is a
   dead letter.
-* processing steps go in ``CapNhatTienDoHoSoMC`` batches.
+* processing steps go in ``CapNhatTienDoHoSoMC`` batches;
+* result files (events of kind ``result``, claimed only by workers given ``kinds=RESULT_KINDS``)
+  are uploaded one per job, chunked and resumable (:mod:`lienthong.hub.delivery.uploads`); a
+  dossier snapshot that follows uploaded results lists them in ``DanhSachGiayToKetQua`` with the
+  GiayToId and link the portal returned.
 
 Each message's DocumentId is derived from what it carries (:func:`message_document_id`): a hash of
 the operation, the ``isUpdating`` flag and the sorted (idempotency key, payload) pairs, and it is
@@ -76,25 +80,33 @@ from ..errors import (
     FatalError,
     HubError,
     PartnerFault,
+    ResultFileError,
     RetryableError,
     SchemaViolation,
     TlsError,
     UnexpectedResponse,
 )
 from ..store.models import AuditEntry
-from . import outbox
+from . import outbox, uploads
 from .breaker import Admission, CircuitBreaker, Decision, admit
 from .outbox import ClaimedEvent
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ...connectors.dvc_portal import DvcPortalClient, ItemResult
+    from .uploads import ResultUploader
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeliverySummary", "deliver_once", "message_document_id", "SYNC", "PROGRESS", "LOOKUP"]
+__all__ = ["DeliverySummary", "deliver_once", "message_document_id", "SYNC", "PROGRESS", "LOOKUP", "UPLOAD",
+           "STATUS_KINDS", "RESULT_KINDS"]
 
 SYNC, PROGRESS, LOOKUP = "DongBoHoSoMC", "CapNhatTienDoHoSoMC", "TraCuuHoSo"
+#: the three operations of a result upload, named as one in summaries and dead letters
+UPLOAD = "TaiTepKetQua"
+#: what the status push delivers, and what the results push does: each kind in workers of its own
+STATUS_KINDS = ("dossier", "step")
+RESULT_KINDS = ("result",)
 PARTNER = "dvc_portal"
 
 #: errors that say the hub, not the message, is broken: stop and raise, leave the events pending
@@ -149,6 +161,12 @@ class DeliverySummary:
     resent: int = 0
     #: dossiers sent as new without a lookup (submitted since the hub became the only feed)
     presumed_new: int = 0
+    #: result files uploaded, and their bytes (the file's size; resumed uploads send fewer)
+    uploads: int = 0
+    uploaded_bytes: int = 0
+    #: bytes sent in chunks, and uploads that went on from the offset the portal reported
+    sent_bytes: int = 0
+    resumed_uploads: int = 0
     #: dead letters by reason code
     dead_reasons: dict[str, int] = field(default_factory=dict)
     #: why the pass ended before finishing its claim, if it did
@@ -163,7 +181,8 @@ def deliver_once(engine: Engine, portal: DvcPortalClient, *, worker_id: str, bat
                  policy: RetryPolicy | None = None, breaker: CircuitBreaker | None = None,
                  clock: Callable[[], datetime] | None = None, max_events: int = 500,
                  per_partition: int = 20, lease: float | timedelta = 300.0,
-                 sole_feed_since: datetime | None = None, senders: int = 2) -> DeliverySummary:
+                 sole_feed_since: datetime | None = None, senders: int = 2,
+                 kinds: Sequence[str] | None = STATUS_KINDS, uploader: ResultUploader | None = None) -> DeliverySummary:
     """Claim up to ``max_events`` outbox events and deliver them; returns what happened.
 
     ``batch_size`` is the most dossiers (or steps) one message carries. ``policy`` decides retry
@@ -176,6 +195,8 @@ def deliver_once(engine: Engine, portal: DvcPortalClient, *, worker_id: str, bat
     in several threads and processes at once; call it again (e.g. on a schedule) to drain the outbox.
     ``senders``: messages of one round (different dossiers) in flight at once, so signing one
     overlaps waiting for the portal's answer to another.
+    ``kinds``: the outbox kinds this worker claims (default :data:`STATUS_KINDS`; ``None``: all);
+    result events need ``uploader`` (:class:`~lienthong.hub.delivery.uploads.ResultUploader`).
     """
     if senders < 1:
         raise ValueError("senders must be at least 1")
@@ -187,15 +208,20 @@ def deliver_once(engine: Engine, portal: DvcPortalClient, *, worker_id: str, bat
     run = _Pass(engine, portal, worker_id=worker_id, batch_size=batch_size, policy=policy or RetryPolicy(),
                 breaker=breaker or CircuitBreaker(engine, PARTNER, clock=clock), clock=clock,
                 lease=lease if isinstance(lease, timedelta) else timedelta(seconds=lease),
-                sole_feed_since=sole_feed_since, senders=senders)
+                sole_feed_since=sole_feed_since, senders=senders, kinds=kinds, uploader=uploader)
     return run.run(max_events=max_events, per_partition=per_partition)
 
 
 class _Pass:
     def __init__(self, engine: Engine, portal: DvcPortalClient, *, worker_id: str, batch_size: int,
                  policy: RetryPolicy, breaker: CircuitBreaker, clock: Callable[[], datetime], lease: timedelta,
-                 sole_feed_since: datetime | None = None, senders: int = 1):
+                 sole_feed_since: datetime | None = None, senders: int = 1,
+                 kinds: Sequence[str] | None = None, uploader: ResultUploader | None = None):
         self.engine = engine
+        self.kinds = tuple(kinds) if kinds is not None else None
+        self.uploader = uploader
+        #: DanhSachGiayToKetQua of the claimed snapshots that follow uploaded results (event id -> entries)
+        self.listed: dict[int, list[dict[str, Any]]] = {}
         self.portal = portal
         self.worker_id = worker_id
         self.batch_size = batch_size
@@ -231,8 +257,13 @@ class _Pass:
             self.summary.stopped = "breaker open"
             self.summary.breaker = current.state
             return self.summary
+        if self.kinds is not None and "result" in self.kinds and self.uploader is None:
+            raise ConfigurationError("a worker that uploads result files needs an uploader (the result folder)")
         claimed = outbox.claim(self.engine, self.worker_id, max_events=max_events, lease=self.lease,
-                               per_partition=per_partition, now=self.clock())
+                               per_partition=per_partition, now=self.clock(), kinds=self.kinds)
+        if claimed and (self.kinds is None or "dossier" in self.kinds):
+            # read once per pass, after the claim: a claimed snapshot's earlier results are all uploaded
+            self.listed = uploads.listings(self.engine, claimed.events)
         self.summary.claimed = len(claimed)
         self.summary.taken_over = len(claimed.taken_over)
         self.active = set(claimed.event_ids)
@@ -281,6 +312,7 @@ class _Pass:
         heads = [e for e in heads if e.id not in self.outcome]
         dossiers = [e for e in heads if e.kind == "dossier"]
         steps = [e for e in heads if e.kind == "step"]
+        results = [e for e in heads if e.kind == "result"]
         jobs: list[Callable[[], None]] = []
         if dossiers:
             self._decide_updating(dossiers)
@@ -288,6 +320,10 @@ class _Pass:
                 group = [e for e in dossiers if e.id not in self.outcome and self.known.get(e.partition_key) is flag]
                 jobs += [partial(self._sync, chunk, is_updating=flag) for chunk in _chunks(group, self.batch_size)]
         jobs += [partial(self._progress, chunk) for chunk in _chunks(steps, self.batch_size)]
+        if results and self.uploader is None:
+            self.stop_reason = "no uploader: result events are for the results push"
+            return
+        jobs += [partial(self._upload, event) for event in results]
         self._run_jobs(jobs)
 
     def _run_jobs(self, jobs: list[Callable[[], None]]) -> None:
@@ -428,7 +464,7 @@ class _Pass:
             if not admission:
                 return "", None, []
             attempt = 1 + max(e.attempts for e in events)
-            payloads = [e.payload for e in (carry or events)]
+            payloads = [self._payload(e) for e in (carry or events)]
             self.summary.messages += 1
         try:
             if operation == SYNC:
@@ -442,6 +478,58 @@ class _Pass:
         with self.lock:
             self.breaker.record_success()
         return doc_id, results, events
+
+    def _payload(self, event: ClaimedEvent) -> dict[str, Any]:
+        """What goes on the wire for ``event``: a snapshot behind uploaded results lists them."""
+        entries = self.listed.get(event.id)
+        if entries is None and event.kind == "dossier" and event.document_id:
+            # an event of a recorded message resent for another worker: not in this pass's claim
+            entries = uploads.listings(self.engine, [event]).get(event.id)
+        return uploads.with_listing(event.payload, entries) if entries else event.payload
+
+    # --- result files -------------------------------------------------------------------------
+    def _upload(self, event: ClaimedEvent) -> None:
+        """Upload one result event's file (see :mod:`.uploads`); settle the event from the outcome."""
+        assert self.uploader is not None
+        with self.lock:
+            if self.stop_reason is not None or not self._hold([event]):
+                return
+            admission = self._admit()
+            if not admission:
+                return
+            self.summary.messages += 1
+
+        def keep() -> bool:
+            with self.lock:
+                return bool(self._hold([event]))
+
+        try:
+            done = self.uploader.upload(event, keep=keep)
+        except uploads.LeaseLost:
+            with self.lock:
+                if admission.probe:
+                    self.breaker.release_probe()
+                self._lost([event.id])
+            return
+        except ResultFileError as exc:  # the one-stop system's file, not the portal: no breaker verdict
+            with self.lock:
+                if admission.probe:
+                    self.breaker.release_probe()
+                self._dead([event], exc.code, f"{UPLOAD} {event.partition_key}: {exc}", evidence=(None, None))
+            return
+        except BaseException as exc:
+            with self.lock:
+                self._failed(UPLOAD, [event], None, None, "", admission, exc)
+            return
+        with self.lock:
+            self.breaker.record_success()
+            if uploads.finish(self.engine, event, done, now=self.clock()):
+                self.summary.delivered += 1
+            self._settled(event.id, "delivered")
+            self.summary.uploads += 1
+            self.summary.uploaded_bytes += done.size
+            self.summary.sent_bytes += done.sent
+            self.summary.resumed_uploads += done.resumed_from > 0
 
     def _failed(self, operation: str, events: list[ClaimedEvent], is_updating: bool | None,
                 carry: list[ClaimedEvent] | None, doc_id: str, admission: Admission,
@@ -459,7 +547,7 @@ class _Pass:
         except _LOCAL as exc:
             if admission.probe:
                 self.breaker.release_probe()
-            if len(events) > 1 or carry is not None:
+            if operation != UPLOAD and (len(events) > 1 or carry is not None):
                 # find the culprit: each event alone (each its own message and DocumentId; a message
                 # the hub refuses to send never reached the portal, so this applies nothing twice)
                 log.warning("%s of %d events refused before sending (%s); sending them one by one",

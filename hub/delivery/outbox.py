@@ -49,7 +49,14 @@ from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, insert
 from sqlalchemy.orm import Session
 
 from ..store import write_transaction
-from ..store.models import OUTBOX_BLOCKING_STATES, OUTBOX_KINDS, OUTBOX_STATES, DeadLetter, OutboxEvent
+from ..store.models import (
+    OUTBOX_BLOCKING_STATES,
+    OUTBOX_KINDS,
+    OUTBOX_STATES,
+    DeadLetter,
+    OutboxEvent,
+    ResultUpload,
+)
 from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -109,7 +116,8 @@ class OutboxChange:
     """One mapped change as the intake hands it over.
 
     ``payload`` is the canonical dict of the intake contract: a DongBoHoSoMC ``HoSo`` for
-    ``kind="dossier"``, a ``QuaTrinhXuLy`` for ``kind="step"`` (portal field names).
+    ``kind="dossier"``, a ``QuaTrinhXuLy`` for ``kind="step"`` (portal field names), a result
+    document for ``kind="result"`` (``mappings.dossier.RESULT_FIELDS``: the file to upload).
     ``source_key`` is the idempotency key; ``source_changed_at`` is when the change happened in the
     source (UTC; defaults to the time of enqueueing). ``partition_key`` defaults to the payload's
     MaHoSo.
@@ -156,8 +164,9 @@ def _fields_for(kind: str) -> frozenset[str]:
     # The canonical payload *is* the portal's record (the intake contract), so its field list is
     # the connector's; imported on first use to keep this module light for readers of the store.
     from ...connectors.dvc_portal import HOSO_FIELDS, QUATRINH_FIELDS
+    from ...mappings.dossier import RESULT_FIELDS
 
-    return frozenset(HOSO_FIELDS if kind == "dossier" else QUATRINH_FIELDS)
+    return frozenset({"dossier": HOSO_FIELDS, "step": QUATRINH_FIELDS, "result": RESULT_FIELDS}[kind])
 
 
 def _row(change: OutboxChange, now: datetime, *, check_fields: bool, state: str = "pending") -> dict[str, Any]:
@@ -385,7 +394,7 @@ class OutboxClaim:
 
 
 def claim(engine: Engine, worker_id: str, *, max_events: int = 200, lease: float | timedelta = 300.0,
-          per_partition: int = 20, now: datetime | None = None) -> OutboxClaim:
+          per_partition: int = 20, now: datetime | None = None, kinds: Sequence[str] | None = None) -> OutboxClaim:
     """Claim up to ``max_events`` events for ``worker_id`` for ``lease`` (seconds or a timedelta).
 
     A partition is claimable when its oldest undelivered event is ``pending`` and due
@@ -394,6 +403,11 @@ def claim(engine: Engine, worker_id: str, *, max_events: int = 200, lease: float
     consecutive events after it (stopping at anything not claimable). The budget goes to breadth
     first (one event from as many partitions as possible, so messages carry many dossiers), then
     to depth. Safe with any number of concurrent workers: see the module docstring.
+
+    ``kinds`` restricts the claim to partitions whose oldest undelivered event is of one of those
+    kinds, and each run to consecutive events of those kinds: the result upload (large files,
+    minutes) and the status push (small messages, milliseconds) run in workers of their own, and a
+    dossier passes from one to the other in its own order.
     """
     if not worker_id or len(worker_id) > 128:
         raise ValueError(f"worker_id must be 1..128 characters, not {worker_id!r}")
@@ -401,6 +415,11 @@ def claim(engine: Engine, worker_id: str, *, max_events: int = 200, lease: float
         raise ValueError("max_events and per_partition must be at least 1")
     now = _aware(now, "now")
     expires = now + _seconds(lease, "lease")
+    if kinds is not None:
+        kinds = tuple(kinds)
+        unknown = sorted(set(kinds) - set(OUTBOX_KINDS))
+        if not kinds or unknown:
+            raise ValueError(f"kinds must name outbox kinds ({', '.join(OUTBOX_KINDS)}), not {list(kinds)!r}")
     earlier = _EVENTS.alias("earlier")
     blocked = exists().where(earlier.c.partition_key == _EVENTS.c.partition_key, earlier.c.id < _EVENTS.c.id,
                              earlier.c.state.in_(OUTBOX_BLOCKING_STATES))
@@ -412,6 +431,9 @@ def claim(engine: Engine, worker_id: str, *, max_events: int = 200, lease: float
     expired = (select(_EVENTS.c.id, _EVENTS.c.partition_key, _EVENTS.c.state)
                .where(_EVENTS.c.state == "claimed", _EVENTS.c.lease_expires_at <= now, ~blocked)
                .order_by(_EVENTS.c.id).limit(max_events))
+    if kinds is not None and set(kinds) != set(OUTBOX_KINDS):
+        due = due.where(_EVENTS.c.kind.in_(kinds))
+        expired = expired.where(_EVENTS.c.kind.in_(kinds))
     with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             # rows another worker is claiming right now are skipped, not waited for; a row it has
@@ -425,7 +447,7 @@ def claim(engine: Engine, worker_id: str, *, max_events: int = 200, lease: float
         taken_over = {row.id for row in heads if row.state == "claimed"}
         budget = max_events - len(heads)
         if budget > 0 and per_partition > 1:
-            budget = _extend_runs(conn, chosen, taken_over, budget, per_partition, now)
+            budget = _extend_runs(conn, chosen, taken_over, budget, per_partition, now, kinds)
         ids = [i for run in chosen.values() for i in run]
         for part in _chunks(ids):
             conn.execute(update(_EVENTS).where(_EVENTS.c.id.in_(part))
@@ -450,7 +472,7 @@ def claim(engine: Engine, worker_id: str, *, max_events: int = 200, lease: float
 
 
 def _extend_runs(conn: Connection, chosen: dict[str, list[int]], taken_over: set[int], budget: int,
-                 per_partition: int, now: datetime) -> int:
+                 per_partition: int, now: datetime, kinds: Sequence[str] | None = None) -> int:
     """Add to each chosen partition the consecutive claimable events after its head, breadth first
     (the second event of every partition before the third of any); returns the budget left."""
     keys = list(chosen)
@@ -458,7 +480,7 @@ def _extend_runs(conn: Connection, chosen: dict[str, list[int]], taken_over: set
     stopped: set[str] = set()
     for part in _chunks(keys):
         query = (select(_EVENTS.c.id, _EVENTS.c.partition_key, _EVENTS.c.state, _EVENTS.c.next_attempt_at,
-                        _EVENTS.c.lease_expires_at)
+                        _EVENTS.c.lease_expires_at, _EVENTS.c.kind)
                  .where(_EVENTS.c.partition_key.in_(part), _EVENTS.c.state.in_(OUTBOX_BLOCKING_STATES))
                  .order_by(_EVENTS.c.partition_key, _EVENTS.c.id))
         for row in conn.execute(query):
@@ -467,8 +489,9 @@ def _extend_runs(conn: Connection, chosen: dict[str, list[int]], taken_over: set
                 continue
             due = row.state == "pending" and row.next_attempt_at <= now
             expired = row.state == "claimed" and row.lease_expires_at is not None and row.lease_expires_at <= now
-            if not (due or expired) or len(runs[key]) >= per_partition - 1:
-                stopped.add(key)  # a dead, live-claimed or not-yet-due event ends the run
+            other = kinds is not None and row.kind not in kinds
+            if not (due or expired) or other or len(runs[key]) >= per_partition - 1:
+                stopped.add(key)  # a dead, live-claimed, not-yet-due or other-kind event ends the run
                 continue
             runs[key].append(row)
     for depth in range(per_partition - 1):
@@ -731,6 +754,11 @@ def replay(engine: Engine, dead_letter_ids: Iterable[int], *,
             conn.execute(update(_EVENTS).where(_EVENTS.c.id == event_id).values(payload=body, partition_key=partition))
         for part in _chunks(ids):
             conn.execute(update(_DEAD).where(_DEAD.c.id.in_(part)).values(replayed_at=now))
+        # a replayed result is read afresh: the operator put its file right (or amended the payload),
+        # so the fingerprint taken before is no longer what will be announced
+        uploads = ResultUpload.__table__
+        for part in _chunks(event_ids):
+            conn.execute(uploads.delete().where(uploads.c.event_id.in_(part), uploads.c.uploaded_at.is_(None)))
     return sorted(event_ids)
 
 

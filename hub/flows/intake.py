@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ...connectors.sources.base import (
+    MAPPED,
     CursorDoesNotFit,
     Source,
     SourceCursorUnclaimed,
@@ -264,13 +265,14 @@ def intake_once(engine: Engine, source: Source, *, source_id: str | None = None,
                             decision=decided)
     rejected_files = getattr(source, "rejected", [])  # a file-drop source lists what it quarantined
     already_rejected = len(rejected_files)
+    result_codes = _ResultCodes(engine)
     for batch in source.changes(summary.cursor):
         # BEGIN IMMEDIATE on SQLite: enqueue reads which keys exist before it writes
         with write_transaction(engine) as conn:
-            result = enqueue(conn, batch.changes)
+            changes, refused = arrange_results(conn, batch.changes, result_codes)
+            result = enqueue(conn, changes)
             dead = known_dead = 0
-            for item in batch.failures:
-                rejected = item.rejected()
+            for rejected in [*(item.rejected() for item in batch.failures), *refused]:
                 if enqueue_rejected(conn, rejected, reason_code=rejected["reason_code"],
                                     reason=rejected["reason"]) is not None:
                     dead += 1
@@ -286,6 +288,9 @@ def intake_once(engine: Engine, source: Source, *, source_id: str | None = None,
         summary.dead_lettered += dead
         summary.key_reused += result.rekeyed
         summary.outcomes.update(batch.outcomes())
+        for rejected in refused:  # mapped, but refused by the hub's own checks of a result
+            summary.outcomes[MAPPED] -= 1
+            summary.outcomes[rejected["reason_code"]] += 1
         summary.cursor = batch.cursor
         if max_batches is not None and summary.batches >= max_batches:
             break
@@ -294,6 +299,111 @@ def intake_once(engine: Engine, source: Source, *, source_id: str | None = None,
     summary.position = source.describe_cursor(summary.cursor)
     _note_run(engine, identity, source, summary)
     return summary
+
+
+# ------------------------------------------------------------------------------ result documents
+#: a result whose dossier the hub has never read (neither in its batch nor in the outbox)
+RESULT_DOSSIER_UNKNOWN = "RESULT_DOSSIER_UNKNOWN"
+#: a result whose MaGiayToKetQua is not a result of the dossier's procedure in the catalogue
+RESULT_CODE_UNKNOWN = "RESULT_CODE_UNKNOWN"
+
+
+class _ResultCodes:
+    """The result codes (KETQUATHUCHIEN/MAKETQUA) of each procedure in the local catalogue, read
+    when first needed; ``None`` for a procedure the catalogue lacks (nothing to check against)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._codes: dict[str, frozenset[str] | None] = {}
+
+    def __call__(self, procedure: str | None) -> frozenset[str] | None:
+        if not procedure:
+            return None
+        if procedure not in self._codes:
+            from ..store.models import Procedure
+
+            with Session(self.engine) as session:
+                document = session.scalar(select(Procedure.document).where(Procedure.code == procedure))
+            codes = None
+            if document is not None:
+                codes = frozenset(r["code"] for r in json.loads(document).get("results", ()) if r.get("code"))
+            self._codes[procedure] = codes
+        return self._codes[procedure]
+
+
+def arrange_results(conn: Any, changes: list[Any], result_codes: Any = None) -> tuple[list[Any], list[dict]]:
+    """Put a batch's result documents where the portal needs them, and refuse the ones it cannot take.
+
+    The portal takes a result file only for a dossier it holds, and counts it only once a snapshot
+    of the dossier lists it (``DanhSachGiayToKetQua``). So, within its dossier's partition, a result
+    goes *after* the dossier's first snapshot and *before* the next one: before the batch's snapshot
+    of a dossier the outbox already has, after it for a dossier new to the outbox (the worker that
+    uploads a result enqueues a snapshot listing it when none follows, see
+    :mod:`lienthong.hub.flows.results_push`). Returns the ordered changes and the refused results
+    as dead-letter records: a result of a dossier the hub has never read
+    (``RESULT_DOSSIER_UNKNOWN``, in a partition of its own so it holds nothing up; replay it once
+    the dossier is in), and one whose ``MaGiayToKetQua`` is not a result of the dossier's procedure
+    (``RESULT_CODE_UNKNOWN``)."""
+    from ...mappings.dossier import DOSSIER, RESULT
+    from ..delivery.outbox import unkeyed_partition
+    from ..store.models import OutboxEvent
+
+    results = [c for c in changes if c.kind == RESULT]
+    if not results:
+        return changes, []
+    table = OutboxEvent.__table__
+    dossiers = sorted({c.ma_ho_so for c in results})
+    known: dict[str, str | None] = {}  # dossier -> MaTTHC of its latest snapshot in the outbox
+    for start in range(0, len(dossiers), 500):
+        part = dossiers[start:start + 500]
+        rows = conn.execute(select(table.c.partition_key, table.c.payload).where(
+            table.c.partition_key.in_(part), table.c.kind == DOSSIER).order_by(table.c.id)).all()
+        for partition, payload in rows:
+            try:
+                known[partition] = json.loads(payload).get("MaTTHC")
+            except (ValueError, AttributeError):
+                known[partition] = None
+    in_batch = {c.ma_ho_so: c.record.get("MaTTHC") for c in changes if c.kind == DOSSIER}
+    refused: list[dict] = []
+    waiting: dict[str, list[Any]] = {}
+    for change in results:
+        dossier = change.ma_ho_so
+        procedure = in_batch.get(dossier) or known.get(dossier)
+        if dossier not in in_batch and dossier not in known:
+            refused.append(_refused(change, RESULT_DOSSIER_UNKNOWN, unkeyed_partition(change.source_key),
+                                    f"result {change.source_key} names dossier {dossier}, which the hub has never "
+                                    "read: the portal takes results only for dossiers it holds; replay it once the "
+                                    "dossier has been taken in"))
+            continue
+        code = change.record.get("MaGiayToKetQua")
+        allowed = result_codes(procedure) if (result_codes is not None and code) else None
+        if allowed is not None and code not in allowed:
+            refused.append(_refused(change, RESULT_CODE_UNKNOWN, dossier,
+                                    f"result {change.source_key} of dossier {dossier}: MaGiayToKetQua {code} is not "
+                                    f"a result of procedure {procedure} in the national catalogue (it lists: "
+                                    f"{', '.join(sorted(allowed)) or 'none'})"))
+            continue
+        waiting.setdefault(dossier, []).append(change)
+    ordered: list[Any] = []
+    for change in changes:
+        if change.kind == RESULT:
+            continue
+        own = waiting.pop(change.ma_ho_so, None) if change.kind == DOSSIER else None
+        if own is None:
+            ordered.append(change)
+        elif change.ma_ho_so in known:
+            ordered += [*own, change]
+        else:
+            ordered += [change, *own]
+    for own in waiting.values():  # results of dossiers already in the outbox, without a snapshot here
+        ordered += own
+    return ordered, refused
+
+
+def _refused(change: Any, code: str, partition: str, reason: str) -> dict:
+    return {"kind": change.kind, "source_key": change.source_key, "payload": change.record,
+            "partition_key": partition, "source_changed_at": change.source_changed_at,
+            "reason_code": code, "reason": reason}
 
 
 def _note_run(engine: Engine, identity: str, source: Source, summary: IntakeSummary) -> None:

@@ -289,7 +289,8 @@ class QuarantinedRecord(Base):
 #: ``discarded`` (an operator gave up on a dead letter, with a reason) are final and unblock it.
 OUTBOX_STATES = ("pending", "claimed", "delivered", "dead", "discarded")
 OUTBOX_BLOCKING_STATES = ("pending", "claimed", "dead")
-OUTBOX_KINDS = ("dossier", "step")
+#: ``result``: a digitised result file to upload before the dossier snapshot that lists it
+OUTBOX_KINDS = ("dossier", "step", "result")
 BREAKER_STATES = ("closed", "open", "half_open")
 
 
@@ -383,6 +384,45 @@ class DeadLetter(Base):
     __table_args__ = (
         Index("ix_dead_letters_event_id", "event_id"),
         Index("ix_dead_letters_created_at", "created_at"),
+    )
+
+
+class ResultUpload(Base):
+    """The upload of one result file (an outbox event of kind ``result``) to the portal.
+
+    Written by the worker that uploads it: ``sha256`` and ``size`` are the file's fingerprint the
+    first time it was read (announced to the portal in ``BatDauTaiTepKetQua``; every later reading
+    must hash to them, or the file changed and the event goes to the dead letters); ``session`` and
+    ``confirmed`` are the portal's upload session and the bytes it confirmed holding, kept current
+    while streaming (what ``lienthong status`` counts as in flight); ``giay_to_id`` and ``url`` are
+    what ``KetThucTaiTepKetQua`` returned once the portal confirmed the hash. The dossier snapshots
+    behind the result list it in ``DanhSachGiayToKetQua`` from this row. ``restarts`` counts the
+    times an upload had to start again from byte 0 after the portal had confirmed a chunk (the
+    portal lost the bytes, or they failed its hash); ``resumed`` the times it went on from the
+    offset the portal reported.
+    """
+
+    __tablename__ = "result_uploads"
+
+    event_id: Mapped[int] = mapped_column(BigIntKey, ForeignKey("outbox.id"), primary_key=True)
+    partition_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    session: Mapped[str | None] = mapped_column(String(64))
+    confirmed: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    resumed: Mapped[int] = mapped_column(Integer, nullable=False)
+    restarts: Mapped[int] = mapped_column(Integer, nullable=False)
+    giay_to_id: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("size >= 0", name="size_nonnegative"),
+        CheckConstraint("confirmed >= 0", name="confirmed_nonnegative"),
+        # the results of the dossiers in a round of snapshots
+        Index("ix_result_uploads_partition_key", "partition_key", "event_id"),
     )
 
 

@@ -233,7 +233,7 @@ BROKEN = [
     ("deep.json", "[" * 100_000 + "]" * 100_000, "EXPORT_FILE_MALFORMED", "nested too deeply"),
     ("list.json", json.dumps([dossier(1)]), "EXPORT_FILE_LAYOUT", "expected a JSON object"),
     ("other.json", json.dumps({"ho_so": []}), "EXPORT_FILE_LAYOUT", "unexpected key 'ho_so'"),
-    ("empty_object.json", "{}", "EXPORT_FILE_LAYOUT", "no 'hoso' or 'buoc_xu_ly' list"),
+    ("empty_object.json", "{}", "EXPORT_FILE_LAYOUT", "no 'hoso' or 'buoc_xu_ly' or 'ket_qua' list"),
     ("records.json", json.dumps({"hoso": ["x"]}), "EXPORT_FILE_LAYOUT", "hoso[0] is not an object"),
     ("nested.json", json.dumps({"hoso": [{"so_ho_so": {"a": 1}}]}), "EXPORT_FILE_LAYOUT", "hoso[0].so_ho_so is nested"),
     ("hoso-wrong.csv", csv_bytes(["ma_ho_so", *HOSO_COLUMNS[1:]], [dossier(1)]), "EXPORT_FILE_LAYOUT",

@@ -47,6 +47,15 @@ steps = Table(
     Column("cap_nhat_luc", DateTime, nullable=False),
     sqlite_autoincrement=True,
 )
+results = Table(  # the shipped mapping reads result documents too
+    "hoso_ket_qua", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    *(Column(c, Text) for c in ("so_ho_so", "ten_giay_to", "ma_giay_to", "ma_thanh_phan", "ten_tep", "kieu_tep",
+                                "tep", "sha256")),
+    Column("kich_thuoc", Integer),
+    Column("cap_nhat_luc", DateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
 
 T0 = datetime(2026, 11, 23, 1, 0, 0)  # UTC, naive as stored
 
@@ -124,7 +133,7 @@ def test_reads_everything_then_only_what_changed(db_url, writer, mapping):
         batches, cursor = read_all(source)
         assert len(batches) == 1
         (batch,) = batches
-        assert batch.outcomes() == {MAPPED: 10} and batch.origin == "hoso+hoso_buoc_xu_ly" and batch.file is None
+        assert batch.outcomes() == {MAPPED: 10} and batch.origin == "hoso+hoso_buoc_xu_ly+hoso_ket_qua" and batch.file is None
         assert [i.kind for i in batch.items] == [DOSSIER] * 5 + [STEP] * 5  # dossiers first
         assert keys(batches, DOSSIER) == [f"hoso:{code(n)}:1" for n in range(1, 6)]
         assert keys(batches, STEP) == [f"buoc:{n}" for n in range(1, 6)]
@@ -206,7 +215,7 @@ def test_the_source_only_reads(db_url, writer, mapping):
 
 def test_check_names_missing_tables_and_columns(db_url, writer, mapping, tmp_path):
     with SqlSource(db_url, mapping) as source:
-        assert source.check() == {"dossiers_without_cursor": 0, "steps_without_cursor": 0}
+        assert source.check() == {"dossiers_without_cursor": 0, "steps_without_cursor": 0, "results_without_cursor": 0}
     with writer.begin() as conn:
         conn.execute(insert(hoso), [dossier(1, None)])
     with SqlSource(db_url, mapping) as source:

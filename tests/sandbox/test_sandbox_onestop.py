@@ -95,7 +95,10 @@ def populated_rows(populated) -> tuple[list[dict], dict[str, list[dict]]]:
 # ---------------------------------------------------------------------------------- tables
 def test_tables_are_exactly_the_contract(db):
     inspector = inspect(db.engine)
-    assert set(inspector.get_table_names()) == {"hoso", "hoso_buoc_xu_ly"}
+    assert set(inspector.get_table_names()) == {"hoso", "hoso_buoc_xu_ly", "hoso_ket_qua"}
+    assert tuple(c["name"] for c in inspector.get_columns("hoso_ket_qua")) == (
+        "id", "so_ho_so", "ten_giay_to", "ma_giay_to", "ma_thanh_phan", "ten_tep", "kieu_tep", "tep", "kich_thuoc",
+        "sha256", "cap_nhat_luc")
     hoso_cols = inspector.get_columns("hoso")
     assert tuple(c["name"] for c in hoso_cols) == HOSO_COLUMNS == (
         "so_ho_so", "ma_thu_tuc", "ten_thu_tuc", "ma_linh_vuc", "ten_linh_vuc", "kenh_nop", "chu_ho_so",
