@@ -1,4 +1,4 @@
-"""``lienthong push status``: drain the outbox to the national portal (one worker)."""
+"""``lienthong push status`` / ``push results``: drain the outbox to the national portal (one worker)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,58 @@ def cmd_push_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push_results(args: argparse.Namespace) -> int:
+    import socket
+    from dataclasses import replace
+    from pathlib import Path
+
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
+    from ..flows.results_push import backlog, drain, open_uploader
+    from ..flows.status_push import open_portal
+    from ..store import open_store
+
+    settings = load_settings()
+    if args.results_root:
+        settings = replace(settings, results_root=Path(args.results_root).expanduser())
+    store = open_store(settings)
+    worker = args.worker or f"{socket.gethostname()}:{os.getpid()}:results"
+    before = backlog(store.engine)
+    portal = open_portal(settings, store)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True, disable=args.json) as bar:
+        task = bar.add_task("uploading", total=before.bytes_waiting or None)
+
+        def on_bytes(n: int) -> None:
+            bar.advance(task, n)
+
+        uploader = open_uploader(settings, store, portal, on_bytes=on_bytes)
+        summary = drain(store, portal, uploader, worker_id=worker, senders=args.senders, once=args.once,
+                        on_pass=lambda t: bar.update(task, description=f"{t.uploads} uploaded, {t.retried} to "
+                                                                        f"retry, {t.dead} dead"))
+    after = backlog(store.engine).as_dict()
+    totals = summary.counts()
+    if args.json:
+        console.print_json(json.dumps({"passes": summary.passes, **totals, "dead_reasons": summary.dead_reasons,
+                                       "breaker": summary.breaker, "stopped": summary.stopped, "results": after}))
+        return 0
+    reasons = ", ".join(f"{code} {n}" for code, n in sorted(summary.dead_reasons.items()))
+    console.print(f"[green]push results[/]: {totals['uploads']} file(s) uploaded ({totals['uploaded_bytes'] / 1e6:,.1f} MB, "
+                  f"{totals['sent_bytes'] / 1e6:,.1f} MB sent, {totals['resumed_uploads']} resumed), "
+                  f"{totals['retried']} to retry, {totals['dead']} dead letters" + (f" ({escape(reasons)})" if reasons else "")
+                  + f"; breaker {summary.breaker}" + (f"; stopped: {escape(summary.stopped)}" if summary.stopped else ""))
+    console.print(f"results now: {after['pending']} pending, {after['in_flight']} in flight, {after['dead']} dead; "
+                  f"{after['uploaded']} uploaded in all")
+    return 0
+
+
 def register(sub) -> None:
     push = sub.add_parser("push", help="deliver to a national service")
     push_sub = push.add_subparsers(dest="push_command", metavar="WHAT")
@@ -55,3 +107,11 @@ def register(sub) -> None:
     ps.add_argument("--once", action="store_true", help="one claim only (default: until nothing is claimable)")
     ps.add_argument("--json", action="store_true")
     ps.set_defaults(func=cmd_push_status)
+    pr = push_sub.add_parser("results", help="upload pending result files to the portal (chunked, resumable)")
+    pr.add_argument("--senders", type=int, default=2, help="files of different dossiers uploading at once (default 2)")
+    pr.add_argument("--results-root", help="the folder the one-stop system shares its result files in "
+                                           "(default LIENTHONG_RESULTS_ROOT)")
+    pr.add_argument("--worker", help="worker id (default host:pid:results)")
+    pr.add_argument("--once", action="store_true", help="one claim only (default: until nothing is claimable)")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_push_results)

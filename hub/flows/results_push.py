@@ -17,6 +17,7 @@ are the status push's (:mod:`lienthong.hub.delivery.engine`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -88,7 +89,20 @@ def backlog(engine: Any) -> ResultsBacklog:
                    func.coalesce(func.sum(case((uploads.c.uploaded_at.is_not(None), uploads.c.size), else_=0)), 0),
                    func.coalesce(func.sum(uploads.c.resumed), 0), func.coalesce(func.sum(uploads.c.restarts), 0))
         ).one()
+        # files not read yet: the size the one-stop system announced (0 when it announced none)
+        unread = conn.execute(select(events.c.payload).where(
+            events.c.kind == "result", events.c.state.in_(("pending", "claimed")),
+            ~select(uploads.c.event_id).where(uploads.c.event_id == events.c.id).exists())).scalars()
+        announced = sum(_announced_size(payload) for payload in unread)
     return ResultsBacklog(pending=int(counts.get("pending", 0)), in_flight=int(counts.get("claimed", 0)),
-                          bytes_waiting=int(row[0]), bytes_confirmed=int(row[1]), dead=int(counts.get("dead", 0)),
+                          bytes_waiting=int(row[0]) + announced, bytes_confirmed=int(row[1]), dead=int(counts.get("dead", 0)),
                           uploaded=int(row[2]), uploaded_bytes=int(row[3]), resumed=int(row[4]),
                           restarts=int(row[5]))
+
+
+def _announced_size(payload: str) -> int:
+    try:
+        size = json.loads(payload).get("KichThuoc")
+    except (ValueError, AttributeError):
+        return 0
+    return size if isinstance(size, int) and size > 0 else 0

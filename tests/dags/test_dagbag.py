@@ -20,7 +20,8 @@ import pytest
 from airflow_cluster import AIRFLOW_CFG, DAGS_FOLDER, TEST_AIRFLOW_HOME
 
 EXPECTED_DAG_IDS = {"lienthong_healthcheck", "lienthong_tthc_sync", "lienthong_dossier_intake",
-                    "lienthong_status_push", "lienthong_audit_stats", "lienthong_audit_seal"}
+                    "lienthong_status_push", "lienthong_results_push", "lienthong_audit_stats",
+                    "lienthong_audit_seal"}
 #: helper modules the DAG files share, kept out of the DagBag by dags/.airflowignore
 IGNORED = set((DAGS_FOLDER / ".airflowignore").read_text().split())
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if p.name not in IGNORED)
@@ -142,6 +143,17 @@ def test_dossier_dags_settings(dagbag):
     deliver = push.task_dict["deliver"]
     assert deliver.upstream_task_ids == {"worker_slots"}  # mapped over worker slots
     assert set(push.params.keys()) == {"workers", "batch_size", "senders"}
+
+
+def test_results_push_dag_settings(dagbag):
+    dag = dagbag.dags["lienthong_results_push"]
+    assert dag.max_active_runs == 1 and dag.catchup is False and dag.on_failure_callback is not None
+    assert dag.timetable.expression == "*/5 * * * *"
+    upload = dag.task_dict["upload"]
+    assert upload.upstream_task_ids == {"worker_slots"}  # mapped over worker slots, as the status push
+    assert upload.retries == 3 and upload.retry_exponential_backoff == 2.0 and upload.retry_policy is not None
+    assert set(dag.params.keys()) == {"workers", "senders"}
+    assert "KetThucTaiTepKetQua" in dag.doc_md and "LIENTHONG_RESULTS_ROOT" in dag.doc_md
 
 
 def test_audit_seal_dag_settings(dagbag):
