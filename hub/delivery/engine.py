@@ -449,12 +449,22 @@ class _Pass:
             if self.stop_reason is not None:
                 return "", None, []
             if document_id is None:
-                # _assign renews the lease (when due) in the transaction that marks the events
-                events = [e for e in events if e.id in self.active]
+                # _assign renews the lease (when due) in the transaction that marks the events.
+                # In id order: a resend rebuilds the message from the outbox in id order, and the
+                # portal compares the content of a repeated DocumentId byte for byte (a round's
+                # heads are in partition order, which after the first round is not id order).
+                events = sorted((e for e in events if e.id in self.active), key=lambda e: e.id)
+                doc_id = ""
+                while events:
+                    doc_id = message_document_id(operation, events, is_updating=is_updating)
+                    marked = self._assign(events, doc_id)
+                    if len(marked) == len(events):
+                        break
+                    # some were taken over meanwhile: the message carries the rest, under the id of
+                    # what it carries (a resend must be able to rebuild it from the outbox)
+                    events = marked
                 if not events:
                     return "", None, []
-                doc_id = message_document_id(operation, events, is_updating=is_updating)
-                events = self._assign(events, doc_id)
             else:
                 doc_id = document_id
                 events = self._hold(events)

@@ -121,9 +121,9 @@ def run_demo(console: Console, *, procedures: int = 300, transport: str = "soap"
         context: dict = {}
         steps = [
             ("CSDL TTHC: sync the procedure catalogue into the store", lambda: _csdl(connector, store)),
-            ("Cổng DVC: look up, sync a dossier, a processing step, upload a digital result",
+            ("Cổng DVC: look up, sync a dossier, send a processing step",
              lambda: _dvc(connector, settings, now, context)),
-            ("One-stop system → outbox → Cổng DVC: intake and push of dossier statuses",
+            ("One-stop system → outbox → Cổng DVC: intake, push of dossier statuses, upload of result files",
              lambda: _push(connector, settings, store)),
             ("Báo cáo: send a monthly report, ask its status", lambda: _baocao(connector, settings, now, context)),
         ]
@@ -221,18 +221,11 @@ def _dvc(connector, settings: Settings, now: datetime, context: dict) -> dict:
         "NoiDungXuLy": "Tiếp nhận hồ sơ, chuyển phòng chuyên môn thẩm định", "TrangThai": 4,
     }
     progress = client.update_progress([step])
-    result_file = ("GIẤY CHỨNG NHẬN (bản điện tử)\n" + procedure["TENTTHC"] + "\n").encode() * 2000
-    # the upload is a SOAP operation whatever carries the rest (the JSON adapter offers none)
-    uploader = DvcPortalClient(connector("dvc_portal", soap=True))
-    uploaded = uploader.upload_result(dossier["MaHoSo"], result_file, file_name="ket-qua.txt",
-                                      mime_type="text/plain", chunk_size=64 * 1024)
     after = client.lookup(dossier["MaHoSo"])
     return {"_lines": [
         f"dossier {dossier['MaHoSo']} ({procedure['MATTHC']}): portal had it before: {before['TonTai']}; "
         f"sync answer {results[0].ma_loi} {results[0].mo_ta}".rstrip(),
         f"processing step accepted: {progress[0].accepted}; portal now reports status {after['TrangThaiHoSo']}",
-        f"digital result {uploaded.size:,} bytes in {-(-uploaded.size // (64 * 1024))} chunks, SHA-256 "
-        f"{uploaded.sha256[:16]}…, stored as {uploaded.url}",
     ]}
 
 
@@ -241,16 +234,24 @@ def _push(connector, settings: Settings, store) -> dict:
     from ...connectors.sources.base import SourceCursorUnclaimed
     from ...connectors.sources.sql import SqlSource
     from ...sandbox.onestop import OneStopSimulator
+    from ...sandbox.onestop_results import attach_results
     from ..delivery.outbox import stats
+    from ..delivery.uploads import ResultUploader
     from .intake import CursorDecision, intake_once, load_source_mapping
+    from .results_push import backlog
+    from .results_push import drain as upload_results
     from .status_push import drain
 
     url = f"sqlite:///{settings.home / 'sandbox' / 'onestop.db'}"
-    simulator = OneStopSimulator(url, seed=1)
+    results_root = settings.results_root or settings.home / "sandbox" / "ket-qua"
+    # a dozen new dossiers a day: over the simulated fortnight of a first run, some finish (results)
+    simulator = OneStopSimulator(url, seed=1, arrivals_per_day=12)
     if simulator.total_dossiers == 0:
         simulator.populate(150)
     else:
         simulator.advance(200)  # a second demo run: the dossiers move on
+    # the one-stop system keeps the results of dossiers it finished as files (a dozen per run here)
+    attached = attach_results(simulator.db, results_root, catalogue=simulator.catalogue, large_share=0.0, limit=12)
     # The demo's one-stop system has only ever fed the portal through this hub (the sandbox portal
     # starts empty), so its dossiers need no TraCuuHoSo before their first snapshot.
     went_live = datetime.fromtimestamp(simulator.start, UTC)
@@ -264,9 +265,19 @@ def _push(connector, settings: Settings, store) -> dict:
                 "adopt", "demo: the sandbox one-stop database is the only source this demo home ever read",
                 actor="lienthong demo"))
     portal = DvcPortalClient(connector("dvc_portal"))
-    pushed = drain(store, portal, worker_id="demo", batch_size=50,
-                   sole_feed_since=settings.portal_sole_feed_since or went_live)
-    delivered, messages, dead, lookups = pushed.delivered, pushed.messages, pushed.dead, pushed.lookups
+    since = settings.portal_sole_feed_since or went_live
+    pushed = drain(store, portal, worker_id="demo", batch_size=50, sole_feed_since=since)
+    # the results push: the upload is SOAP whatever carries the rest (the JSON adapter offers none),
+    # then the status push again for the snapshots that list the uploaded files
+    from ...connectors.sources.result_files import ResultFiles
+
+    soap_portal = DvcPortalClient(connector("dvc_portal", soap=True))
+    uploader = ResultUploader(store.engine, soap_portal, ResultFiles(results_root, spool=settings.results_spool))
+    uploaded = upload_results(store, soap_portal, uploader, worker_id="demo:results")
+    listed = drain(store, portal, worker_id="demo", batch_size=50, sole_feed_since=since)
+    delivered = pushed.delivered + listed.delivered
+    messages, dead, lookups = pushed.messages + listed.messages, pushed.dead + listed.dead + uploaded.dead, pushed.lookups
+    results = backlog(store.engine)
     # (freshness is not shown: the simulated one-stop system's clock is not the real one)
     outbox = stats(store.engine)
     return {"_lines": [
@@ -276,6 +287,11 @@ def _push(connector, settings: Settings, store) -> dict:
         f"{'JSON adapter calls' if settings.partner('dvc_portal').transport == 'json' else 'signed messages'} "
         f"({lookups} TraCuuHoSo lookups), "
         f"{dead} dead letters; outbox pending {outbox.depth.get('pending', 0)}",
+        f"results: {attached.files} result file(s) of finished dossiers in the one-stop system "
+        f"({attached.bytes / 1e6:,.1f} MB), {uploaded.uploads} uploaded in signed chunks with SHA-256 "
+        f"({uploaded.uploaded_bytes / 1e6:,.1f} MB), then {listed.delivered} event(s) that waited behind them "
+        f"(the snapshots listing the files' GiayToId among them); "
+        f"{results.uploaded} uploaded in all, {results.pending} pending",
         "see: lienthong status, lienthong dlq list",
     ]}
 

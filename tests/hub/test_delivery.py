@@ -560,3 +560,30 @@ def test_a_malformed_sole_feed_moment_is_a_clear_configuration_error(tmp_path):
 
     with pytest.raises(ConfigurationError, match=r"LIENTHONG_PORTAL_SOLE_FEED_SINCE is not an ISO date.*'last year'"):
         Settings.from_env({"LIENTHONG_HOME": str(tmp_path), "LIENTHONG_PORTAL_SOLE_FEED_SINCE": "last year"})
+
+
+def test_a_resent_message_repeats_the_original_byte_for_byte_whatever_the_order_of_its_round(
+        engine, make_sandbox, conn_home):
+    """Round 2 of a pass takes each dossier's second event in the order of the dossiers' first
+    events, which is not id order: dossier 1's step is newer than dossier 2's. The message carries
+    its events in id order, as a resend rebuilt from the outbox does, so the portal recognises the
+    resend (DUPLICATE) instead of refusing a known DocumentId with other content."""
+    sandbox = make_sandbox(timeout_seconds=1.0)
+    portal = portal_for(engine, conn_home, sandbox, operation_timeout=0.3)
+    clock = Clock()
+    enqueue(engine, [snapshot(1, 1, 1), snapshot(2, 1, 1), step(2, 2001, "20260609100000"),
+                     step(1, 2002, "20260609100500")], clock)
+    sandbox.configure_faults(timeout_rate=0.0)
+    first = deliver_once(engine, portal, worker_id="w1", policy=FAST, clock=clock, sole_feed_since=NEW_SINCE)
+    assert first.delivered == 4
+    steps = [m for m in sandbox.store.received("dvc_portal", "CapNhatTienDoHoSoMC")]
+    assert len(steps) == 1
+    # as if its reply had been lost: the two steps undelivered, still naming their message
+    with engine.begin() as conn:
+        conn.execute(OutboxEvent.__table__.update().where(OutboxEvent.kind == "step")
+                     .values(state="pending", delivered_at=None))
+    clock.advance(60)
+    again = deliver_once(engine, portal, worker_id="w2", policy=FAST, clock=clock)
+    assert (again.delivered, again.dead, again.resent) == (2, 0, 1)
+    steps = [m for m in sandbox.store.received("dvc_portal", "CapNhatTienDoHoSoMC")]
+    assert [m.outcome for m in steps] == ["OK", "DUPLICATE"]
