@@ -137,7 +137,7 @@ class DvcPortalClient:
 
     def stream_upload(self, ma_ho_so: str, opener: Callable[[], BinaryIO], *, size: int, sha256: str,
                       file_name: str, mime_type: str, ma_giay_to_ket_qua: str | None = None,
-                      chunk_size: int = DEFAULT_CHUNK_SIZE,
+                      chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_retries: int = 3,
                       on_progress: Callable[[str, str, int], Any] | None = None) -> UploadedResult:
         """Upload ``size`` bytes announced as ``sha256``, resuming where the portal stands.
 
@@ -150,20 +150,27 @@ class DvcPortalClient:
         so the portal never links bytes nobody announced. When the portal reports another position
         than the chunk's end (it lost bytes, or holds more), the reading realigns on it; a chunk
         refused with ``UPLOAD_OFFSET_MISMATCH`` asks the portal where it stands and goes on from
-        there. ``on_progress(stage, session, confirmed)`` is called with ``started`` and after each
+        there; a chunk that fails retryably (timeout, lost connection, 5xx) is followed by the same
+        question, up to ``chunk_retries`` times in a row. ``on_progress(stage, session, confirmed)`` is called with ``started`` and after each
         confirmed chunk (``chunk``); what it raises stops the upload (a worker that lost its lease).
         A hash the portal does not confirm is :class:`~lienthong.hub.errors.ResultHashNotConfirmed`;
         its ``CHECKSUM_MISMATCH`` (bytes damaged on the way) is the retryable
         :class:`~lienthong.hub.errors.UploadChecksumMismatch`.
         """
-        from lienthong.hub.errors import PartnerFault, ResultFileChanged, ResultHashNotConfirmed, UploadChecksumMismatch
+        from lienthong.hub.errors import (
+            PartnerFault,
+            ResultFileChanged,
+            ResultHashNotConfirmed,
+            RetryableError,
+            UploadChecksumMismatch,
+        )
 
         def announce() -> tuple[str, int]:
             return self.start_upload(ma_ho_so, file_name=file_name, mime_type=mime_type, size=size, sha256=sha256,
                                      ma_giay_to_ket_qua=ma_giay_to_ket_qua)
 
         session, have = announce()
-        resumed_from, restarts, realigned, sent = have, 0, 0, 0
+        resumed_from, restarts, realigned, sent, failed = have, 0, 0, 0, 0
         if on_progress is not None:
             on_progress("started", session, have)
         with opener() as fh:
@@ -177,6 +184,14 @@ class DvcPortalClient:
                 end = pos + len(data)
                 try:
                     answer = self.send_chunk(session, pos, data)
+                    failed = 0
+                except RetryableError:
+                    # a lost connection, a timeout, a busy portal: ask where it stands and go on from
+                    # there, a few times in a row before the attempt is given up (and retried later)
+                    failed += 1
+                    if failed > chunk_retries:
+                        raise
+                    session, answer = announce()
                 except PartnerFault as exc:
                     if exc.fault_code != "UPLOAD_OFFSET_MISMATCH" or realigned >= 3:
                         raise

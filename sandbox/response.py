@@ -13,3 +13,6 @@ class Response:
     #: processed, but the reply must never arrive (injected timeout)
     hang: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    #: processed, but the connection breaks after this many bytes of the body (a truncated reply:
+    #: Content-Length announces the whole body)
+    truncate_at: int | None = None

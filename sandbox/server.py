@@ -594,6 +594,15 @@ class _Handler(BaseHTTPRequestHandler):
             app._stopping.wait(app.config.timeout_seconds)
             self.close_connection = True
             return
+        if response.truncate_at is not None:
+            # processed, and the reply breaks off: the announced length never arrives
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body[:response.truncate_at])
+            self.close_connection = True
+            return
         self._send(response.status, response.body, response.content_type, response.headers)
 
     def _serve_json(self, app: SandboxServer, path: str) -> None:

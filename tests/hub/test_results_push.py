@@ -34,7 +34,7 @@ from results_helpers import (
     take_in,
     uploader,
 )
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 
 @pytest.fixture
@@ -218,3 +218,50 @@ def test_the_status_push_leaves_result_events_to_the_results_push(engine, nation
     assert waiting == blocked
     with pytest.raises(Exception, match="uploader"):
         deliver_once(engine, client, worker_id="results", kinds=RESULT_KINDS)
+
+
+# ------------------------------------------------------------------------------------------------
+# faults: the portal unavailable, replies lost (timeouts), replies broken off (truncated)
+# ------------------------------------------------------------------------------------------------
+def _truncating(sandbox, rate: float, seed: int = 5):
+    """Break off a share of the portal's upload replies half-way (after it processed the request)."""
+    import random
+
+    from lienthong.sandbox.response import Response
+
+    rng = random.Random(seed)
+    handle = sandbox.handle_soap
+    broken = []
+
+    def watched(spec, soap_action, data, **kw):
+        response = handle(spec, soap_action, data, **kw)
+        if response.status == 200 and "TaiTepKetQua" in (soap_action or "") and rng.random() < rate:
+            broken.append(soap_action)
+            return Response(response.status, response.body, response.content_type,
+                            truncate_at=len(response.body) // 2)
+        return response
+
+    sandbox.handle_soap = watched
+    return broken
+
+
+def test_under_injected_faults_every_file_ends_on_the_portal_once_and_listed(engine, make_sandbox, conn_home,
+                                                                            tmp_path, results_dir):
+    national = make_sandbox(procedures=CATALOGUE_SIZE, fail_rate=0.15, timeout_rate=0.08, timeout_seconds=0.5,
+                            fault_seed=11)
+    broken = _truncating(national, 0.08)
+    sim = onestop(tmp_path / "onestop.db")
+    report = attach_results(sim.db, results_dir, seed=3, catalogue=sim.catalogue, large_share=0.0)
+    take_in(engine, sim.db.url)
+    client = portal(engine, conn_home, national, operation_timeout=0.3)
+    from lienthong.hub.delivery.retry import RetryPolicy
+
+    policy = RetryPolicy(initial_delay=1.0, multiplier=2.0, max_delay=8.0, jitter=0.0, max_attempts=40)
+    summaries = push_all(engine, client, uploader(engine, client, results_dir, tmp_path / "spool"), Clock(),
+                         passes=400, policy=policy)
+    assert sum(s.retried for s in summaries) > 0 and broken  # the faults did happen
+    assert states(engine) == {"delivered": sum(states(engine).values())}
+    assert assert_each_result_listed_once(sim, national, results_dir) == report.files
+    with engine.connect() as conn:
+        resumed, restarts = conn.execute(select(func.sum(ResultUpload.resumed), func.sum(ResultUpload.restarts))).one()
+    assert resumed > 0 and not restarts  # interrupted uploads went on where the portal stood
