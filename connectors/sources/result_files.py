@@ -146,7 +146,7 @@ class ResultFiles:
                         fh.write(block)
                 if declared and declared.isdigit() and int(declared) != size:
                     raise ResultFetchFailed(f"result file {shown}: {size:,} of {int(declared):,} bytes arrived")
-        except (requests.Timeout, requests.ConnectionError) as exc:
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             _remove(partial)
             raise ResultFetchFailed(f"result file {shown}: {type(exc).__name__}: {exc}") from None
         except requests.RequestException as exc:

@@ -394,3 +394,34 @@ def test_reads_the_simulators_exports(tmp_path, mapping, fmt):
         assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == []
     finally:
         sim.close()
+
+
+def result(i: int, n: int, **changes: Any) -> dict[str, Any]:
+    row = {"id": i, "so_ho_so": CODE.format(n), "ten_giay_to": "Chứng chỉ hành nghề thú y",
+           "ma_giay_to": "KQ-1.004500-1", "ma_thanh_phan": "TP1", "ten_tep": f"{CODE.format(n)}-KQ1.pdf",
+           "kieu_tep": "application/pdf", "tep": f"2026/{CODE.format(n)}-KQ1.pdf", "kich_thuoc": 120345,
+           "sha256": "ab" * 32, "cap_nhat_luc": "2026-11-20T07:30:00Z"}
+    row.update(changes)
+    return row
+
+
+def test_result_documents_come_after_their_dossiers_in_every_format(inbox, mapping, tmp_path):
+    from lienthong.mappings.dossier import RESULT
+
+    doc = {"ket_qua": [result(3, 1), result(4, 2, kich_thuoc="nhiều")], "hoso": [dossier(1), dossier(2)]}
+    drop(inbox, "onestop-1.json", json.dumps(doc, ensure_ascii=False))
+    columns = list(result(3, 1))
+    drop(inbox, "ket_qua-2.csv", csv_bytes(columns, [result(5, 1)]))
+    drop(inbox, "hoso-2.csv", csv_bytes(list(dossier(1)), [dossier(1, phien_ban=3)]))
+    batches = {b.origin: b for b in FileDropSource(inbox, mapping).changes()}
+    # CSV: hoso-2.csv before ket_qua-2.csv, whatever the names' order
+    assert list(batches) == ["hoso-2.csv", "ket_qua-2.csv", "onestop-1.json"]
+    assert batches["ket_qua-2.csv"].items[0].kind == RESULT
+    first = batches["onestop-1.json"]
+    assert [i.kind for i in first.items] == [DOSSIER, DOSSIER, RESULT, RESULT]
+    assert first.items[2].change.record == {
+        "MaHoSo": CODE.format(1), "TenGiayTo": "Chứng chỉ hành nghề thú y", "MaThanhPhanHoSo": "TP1",
+        "MaGiayToKetQua": "KQ-1.004500-1", "TenTep": f"{CODE.format(1)}-KQ1.pdf", "KieuTep": "application/pdf",
+        "TepKetQua": f"2026/{CODE.format(1)}-KQ1.pdf", "KichThuoc": 120345, "SHA256": "ab" * 32}
+    assert first.items[2].source_key == "ketqua:3"
+    assert first.items[3].error.code == "MAPPING_MALFORMED_VALUE"  # a size that is not a number
