@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_exchange.py
 	$(BIN)/python benchmarks/bench_tthc_sync.py
 	$(BIN)/python benchmarks/bench_push.py
+	$(BIN)/python benchmarks/bench_results.py
 	$(BIN)/python benchmarks/bench_audit_query.py
 
 lint: setup
