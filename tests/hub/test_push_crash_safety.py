@@ -44,7 +44,9 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lienthong.connectors.sources.sql import SqlSource
@@ -110,15 +112,16 @@ def _states(engine) -> Counter:
         return Counter(conn.execute(select(OutboxEvent.state)).scalars())
 
 
-def _watch_applied(sandbox) -> threading.Event:
-    """An event the sandbox sets each time it has committed (and is about to answer) a
-    state-changing message: the moment to kill for a reply the hub never records."""
+def _watch_applied(sandbox, operations: tuple[str, ...] = STATE_CHANGING) -> threading.Event:
+    """An event the sandbox sets each time it has committed (and is about to answer) a message of
+    ``operations`` (state-changing ones by default): the moment to kill for a reply the hub never
+    records."""
     applied = threading.Event()
     handle = sandbox.handle_soap
 
     def watched(spec, soap_action, data, **kw):
         response = handle(spec, soap_action, data, **kw)
-        if response.status == 200 and any(op in (soap_action or "") for op in STATE_CHANGING):
+        if response.status == 200 and any(op in (soap_action or "") for op in operations):
             applied.set()
         return response
 
@@ -132,15 +135,15 @@ def _check_alive(worker: Worker, run: int, deadline: float) -> None:
 
 
 class Worker:
-    """One run of the worker process."""
+    """One run of a worker process: ``script`` (default the status push's) with ``args`` after its id."""
 
-    def __init__(self, worker_id: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, worker_id: str, env: dict[str, str], log_dir: Path, *, script: Path = WORKER,
+                 args: tuple = (LEASE, MAX_ATTEMPTS, MAX_EVENTS)) -> None:
         self.worker_id = worker_id
         self.out = log_dir / f"{worker_id}.out"
         self.err = log_dir / f"{worker_id}.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.proc = subprocess.Popen([sys.executable, str(WORKER), worker_id, str(LEASE), str(MAX_ATTEMPTS),
-                                          str(MAX_EVENTS)],
+            self.proc = subprocess.Popen([sys.executable, str(script), worker_id, *map(str, args)],
                                          env=env, stdout=out, stderr=err)
 
     def passes(self) -> list[dict]:
@@ -152,10 +155,16 @@ class Worker:
 
 
 def kill_repeatedly(engine, env: dict[str, str], log_dir: Path, applied: threading.Event, rng: random.Random,
-                    runs: int, prefix: str, final_timeout: float = 600) -> tuple[list[Worker], Counter, Counter]:
+                    runs: int, prefix: str, final_timeout: float = 600, *,
+                    start: Callable[..., Worker] = Worker, held: Callable[[Any, str], int] = None,
+                    windows: tuple[tuple[float, float], tuple[float, float]] = (ANYWHERE, AFTER_APPLIED),
+                    ) -> tuple[list[Worker], Counter, Counter]:
     """Start the worker ``runs`` times and SIGKILL it each time, half of the kills anywhere in a pass
-    and half just after the portal applied a message (``applied``); then one last worker drains the
-    outbox. Returns the workers, the kills per mode and the kills that found a claim held."""
+    (``windows[0]`` seconds after ``held`` says it holds a claim) and half just after the portal
+    applied a message (``applied``; ``windows[1]`` seconds after); then one last worker drains the
+    outbox. ``start(worker_id, env, log_dir)`` starts a worker (default the status push's). Returns
+    the workers, the kills per mode and the kills that found a claim held."""
+    held = held or _held_by
     workers: list[Worker] = []
     kills = Counter()  # per mode
     landed = Counter()  # per mode: kills that found the worker holding a claim (it died mid-delivery)
@@ -163,24 +172,24 @@ def kill_repeatedly(engine, env: dict[str, str], log_dir: Path, applied: threadi
         for run in range(runs):
             mode = rng.choice(("anywhere", "after-applied"))
             applied.clear()
-            worker = Worker(f"{prefix}-{run:02d}", env, log_dir)
+            worker = start(f"{prefix}-{run:02d}", env, log_dir)
             workers.append(worker)
             deadline = time.monotonic() + 60
             if mode == "anywhere":
-                while _held_by(engine, worker.worker_id) == 0:  # wait until it is delivering
+                while held(engine, worker.worker_id) == 0:  # wait until it is delivering
                     _check_alive(worker, run, deadline)
                     time.sleep(0.02)
-                time.sleep(rng.uniform(*ANYWHERE))
+                time.sleep(rng.uniform(*windows[0]))
             else:
                 while not applied.wait(0.05):
                     _check_alive(worker, run, deadline)
-                time.sleep(rng.uniform(*AFTER_APPLIED))
+                time.sleep(rng.uniform(*windows[1]))
             worker.proc.send_signal(signal.SIGKILL)
             worker.proc.wait()
             assert worker.proc.returncode == -signal.SIGKILL, worker.describe()
             kills[mode] += 1
-            landed[mode] += _held_by(engine, worker.worker_id) > 0
-        last = Worker(f"{prefix}-final", env, log_dir)
+            landed[mode] += held(engine, worker.worker_id) > 0
+        last = start(f"{prefix}-final", env, log_dir)
         workers.append(last)
         assert last.proc.wait(timeout=final_timeout) == 0, last.describe()
     finally:

@@ -6,7 +6,7 @@ results push in turn) is killed at random moments and started again, at least 10
 
 * *mid-upload*: just after the portal confirmed a chunk of this worker's (0–300 ms later: the
   reply on the wire, being verified and audited, the confirmed offset being written, the next
-  chunk being read and signed);
+  chunk being read and signed; the status push's "just after the portal applied" kill);
 * *anywhere*: 0–2 s after the worker claimed a result event (fingerprinting the file, announcing
   it, streaming, ending the upload, recording it, enqueuing the snapshot that lists it).
 
@@ -31,12 +31,9 @@ import hashlib
 import os
 import random
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter, defaultdict
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -47,6 +44,7 @@ from lienthong.sandbox.onestop_results import attach_results, result_rows, write
 from national_helpers import PASSWORD, settings_for
 from results_helpers import CATALOGUE_SIZE, accepted_snapshots, onestop, take_in
 from sqlalchemy import func, select, update
+from test_push_crash_safety import Worker, _watch_applied, kill_repeatedly
 
 KILLS = int(os.environ.get("LIENTHONG_RESULTS_KILLS", "12"))
 LARGE = int(os.environ.get("LIENTHONG_RESULTS_LARGE", "5"))
@@ -59,34 +57,6 @@ MID_UPLOAD = (0.0, 0.3)
 ANYWHERE = (0.0, 2.0)
 WORKER = Path(__file__).with_name("results_worker_proc.py")
 VI_TRI = re.compile(rb"ViTri>(\d+)<")
-
-
-class Worker:
-    def __init__(self, worker_id: str, env: dict[str, str], log_dir: Path) -> None:
-        self.worker_id = worker_id
-        self.out = log_dir / f"{worker_id}.out"
-        self.err = log_dir / f"{worker_id}.err"
-        with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.proc = subprocess.Popen([sys.executable, str(WORKER), worker_id, str(LEASE), str(MAX_ATTEMPTS),
-                                          str(CHUNK)], env=env, stdout=out, stderr=err)
-
-    def describe(self) -> str:
-        return f"worker {self.worker_id} exited {self.proc.returncode}; stderr:\n{self.err.read_text()[-4000:]}"
-
-
-def _watch_chunks(sandbox) -> threading.Event:
-    """Set each time the sandbox answered a TaiPhanTepKetQua: a chunk was just confirmed."""
-    confirmed = threading.Event()
-    handle = sandbox.handle_soap
-
-    def watched(spec, soap_action, data, **kw):
-        response = handle(spec, soap_action, data, **kw)
-        if response.status == 200 and "TaiPhanTepKetQua" in (soap_action or ""):
-            confirmed.set()
-        return response
-
-    sandbox.handle_soap = watched
-    return confirmed
 
 
 def _claimed_results(engine, worker_id: str) -> int:
@@ -148,40 +118,11 @@ def test_kill_9_during_uploads_puts_every_file_on_the_portal_once_and_never_rest
     env.update(LIENTHONG_HOME=str(conn_home), LIENTHONG_KEY_PASSWORD=PASSWORD,
                LIENTHONG_DVC_URL=sandbox.base_url + "/dvc", LIENTHONG_DB_URL=settings.db_url,
                LIENTHONG_RESULTS_ROOT=str(results_dir))
-    confirmed = _watch_chunks(sandbox)
-    rng = random.Random(SEED)
-    workers: list[Worker] = []
-    kills: Counter = Counter()
-    try:
-        for run in range(KILLS):
-            mode = rng.choice(("mid-upload", "anywhere"))
-            confirmed.clear()
-            worker = Worker(f"results-{run:02d}", env, tmp_path)
-            workers.append(worker)
-            deadline = time.monotonic() + 90
-            if mode == "mid-upload":
-                while not confirmed.wait(0.05):
-                    assert worker.proc.poll() is None, f"drained before kill {run}: {worker.describe()}"
-                    assert time.monotonic() < deadline, f"no chunk confirmed for 90 s: {worker.describe()}"
-                time.sleep(rng.uniform(*MID_UPLOAD))
-            else:
-                while _claimed_results(engine, worker.worker_id) == 0:
-                    assert worker.proc.poll() is None, f"drained before kill {run}: {worker.describe()}"
-                    assert time.monotonic() < deadline, f"no result claimed for 90 s: {worker.describe()}"
-                    time.sleep(0.02)
-                time.sleep(rng.uniform(*ANYWHERE))
-            worker.proc.send_signal(signal.SIGKILL)
-            worker.proc.wait()
-            assert worker.proc.returncode == -signal.SIGKILL, worker.describe()
-            kills[mode] += 1
-        last = Worker("results-final", env, tmp_path)
-        workers.append(last)
-        assert last.proc.wait(timeout=900) == 0, last.describe()
-    finally:
-        for worker in workers:
-            if worker.proc.poll() is None:
-                worker.proc.kill()
-                worker.proc.wait()
+    confirmed = _watch_applied(sandbox, ("TaiPhanTepKetQua",))  # a chunk was just confirmed
+    start = partial(Worker, script=WORKER, args=(LEASE, MAX_ATTEMPTS, CHUNK))
+    _, kills, _ = kill_repeatedly(engine, env, tmp_path, confirmed, random.Random(SEED), KILLS, "results",
+                                  final_timeout=900, start=start, held=_claimed_results,
+                                  windows=(ANYWHERE, MID_UPLOAD))
     pushed = time.monotonic()
 
     with engine.connect() as conn:
@@ -215,7 +156,7 @@ def test_kill_9_during_uploads_puts_every_file_on_the_portal_once_and_never_rest
     with engine.connect() as conn:
         resumed, restarts = conn.execute(select(func.sum(ResultUpload.resumed), func.sum(ResultUpload.restarts))).one()
     assert not restarts
-    if kills["mid-upload"] >= 3:  # most of the time goes to the large files: some kill landed inside one
+    if kills["after-applied"] >= 3:  # after a chunk was confirmed  # most of the time goes to the large files: some kill landed inside one
         assert resumed, "no upload was resumed although the worker was killed mid-upload"
 
     print(f"\nresults crash safety: {len(rows)} files, {total_bytes / 1e6:,.1f} MB ({LARGE} of 20+ MB), "
