@@ -183,3 +183,43 @@ def test_intake_push_status_and_dead_letters_through_the_cli(tmp_home, monkeypat
         assert main(["audit", "verify"]) == 0
     finally:
         server.close()
+
+
+def test_results_through_the_cli_onestop_intake_push_and_status(tmp_home, monkeypatch, capsys, tmp_path):
+    from lienthong.sandbox.server import MEMORY, SandboxConfig, SandboxServer
+    from lienthong.signing import init_dev_pki
+
+    monkeypatch.setenv("LIENTHONG_KEY_PASSWORD", "mật khẩu CLI")
+    init_dev_pki(tmp_home / "pki", "000.00.00.G10", "000.00.00.G22", "mật khẩu CLI")
+    onestop, results = f"sqlite:///{tmp_path / 'onestop.db'}", tmp_path / "ket-qua"
+    assert main(["sandbox", "onestop", "--db", onestop, "--dossiers", "40", "--arrivals-per-day", "5",
+                 "--catalogue-size", "20", "--procedures", "20", "--results", "--results-dir", str(results),
+                 "--large-share", "0", "--inject", "result_missing_file=1", "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["results"]["files"] > 0 and len(made["injected"]["result_missing_file"]) == 1
+    server = SandboxServer(SandboxConfig(port=0, store_path=MEMORY, pki_dir=tmp_home / "pki",
+                                         key_password="mật khẩu CLI", procedures=20))
+    server.start()
+    try:
+        monkeypatch.setenv("LIENTHONG_DVC_URL", server.base_url + "/dvc")
+        monkeypatch.setenv("LIENTHONG_RESULTS_ROOT", str(results))
+        assert main(["intake", "--sql", onestop, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["dead_lettered"] == 0
+        assert main(["status", "--json"]) == 0
+        waiting = json.loads(capsys.readouterr().out)["results"]
+        assert waiting["pending"] == made["results"]["files"] + 1 and waiting["bytes_waiting"] > 0
+        assert main(["push", "status", "--json"]) == 0
+        capsys.readouterr()
+        assert main(["push", "results", "--json"]) == 0
+        pushed = json.loads(capsys.readouterr().out)
+        assert pushed["uploads"] == made["results"]["files"] and pushed["dead_reasons"] == {"RESULT_FILE_MISSING": 1}
+        assert pushed["uploaded_bytes"] == made["results"]["bytes"]
+        assert main(["push", "status", "--json"]) == 0
+        capsys.readouterr()
+        assert main(["status", "--json"]) == 0
+        after = json.loads(capsys.readouterr().out)["results"]
+        assert (after["pending"], after["dead"], after["uploaded"]) == (0, 1, made["results"]["files"])
+        assert main(["push", "results"]) == 0  # the human summary: nothing left to do
+        assert "0 file(s) uploaded" in capsys.readouterr().out
+    finally:
+        server.close()
