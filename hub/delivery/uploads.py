@@ -16,7 +16,7 @@ An outbox event of kind ``result`` names a file of the one-stop system (see
    reading; the confirmed offset is written to ``result_uploads`` as it grows (at most once a
    second), which is also when the worker's lease is renewed;
 4. once the portal confirmed the hash, :func:`finish` records the GiayToId and link, marks the event
-   delivered and, when no snapshot of the dossier follows the result in the outbox, enqueues one
+   delivered and, when no snapshot of the dossier waits to be sent after the result, enqueues one
    (a copy of the dossier's latest) so that a snapshot listing the result reaches the portal;
    all in one transaction.
 
@@ -189,13 +189,15 @@ def finish(engine: Engine, event: ClaimedEvent, uploaded: UploadedResult, *, now
                                                      _EVENTS.c.state.in_(("pending", "claimed")))
                                .values(state="delivered", delivered_at=now, document_id=document_id, claimed_by=None,
                                        lease_expires_at=None, last_error_code=None, last_error=None)).rowcount
-        later = exists().where(_EVENTS.c.partition_key == event.partition_key, _EVENTS.c.id > event.id,
-                               _EVENTS.c.kind == "dossier")
-        if changed and not conn.execute(select(later)).scalar():
+        # a snapshot still to be sent after the result lists it; when there is none (none behind it,
+        # or those behind it went out before it: a result replayed after its dossier moved on), a
+        # copy of the dossier's latest snapshot is enqueued to list it
+        listing = exists().where(_EVENTS.c.partition_key == event.partition_key, _EVENTS.c.id > event.id,
+                                 _EVENTS.c.kind == "dossier", _EVENTS.c.state.in_(("pending", "claimed", "dead")))
+        if changed and not conn.execute(select(listing)).scalar():
             latest = conn.execute(select(_EVENTS.c.idempotency_key, _EVENTS.c.payload)
                                   .where(_EVENTS.c.partition_key == event.partition_key, _EVENTS.c.kind == "dossier",
-                                         _EVENTS.c.id < event.id, _EVENTS.c.state.in_(("pending", "claimed",
-                                                                                        "delivered")))
+                                         _EVENTS.c.state.in_(("pending", "claimed", "delivered")))
                                   .order_by(_EVENTS.c.id.desc()).limit(1)).first()
             if latest is not None:
                 enqueue(conn, [OutboxChange(kind="dossier", source_key=relisting_key(latest.idempotency_key, event),

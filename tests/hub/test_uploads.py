@@ -181,3 +181,36 @@ def test_replay_reads_a_put_right_file_afresh(engine, sandbox, conn_home, root, 
                "TepKetQua": "kq.pdf", "SHA256": hashlib.sha256(b"%PDF" * 1000).hexdigest()}
     outbox.replay(engine, [letter.id], payloads={letter.id: payload})
     assert upload_pass(engine, client, up).uploads == 1
+
+
+def test_a_result_of_a_dossier_never_read_waits_apart_and_once_replayed_is_uploaded_and_listed(
+        engine, sandbox, conn_home, root, tmp_path):
+    from lienthong.hub.delivery.engine import STATUS_KINDS
+    from lienthong.hub.flows.intake import RESULT_DOSSIER_UNKNOWN, arrange_results
+    from lienthong.mappings.dossier import MappedChange
+
+    data = b"%PDF" * 2000
+    (root / "kq.pdf").write_bytes(data)
+    record = {"MaHoSo": MA, "TenGiayTo": "Giấy chứng nhận", "TenTep": "kq.pdf", "KieuTep": "application/pdf",
+              "TepKetQua": "kq.pdf"}
+    change = MappedChange("result", "ketqua:1", MA, 0, record)
+    with write_transaction(engine) as conn:
+        ordered, refused = arrange_results(conn, [change])
+        assert ordered == [] and [r["reason_code"] for r in refused] == [RESULT_DOSSIER_UNKNOWN]
+        outbox.enqueue_rejected(conn, refused[0], reason_code=refused[0]["reason_code"], reason=refused[0]["reason"])
+        # the dossier arrives afterwards, and goes out: the orphan result holds nothing up
+        outbox.enqueue(conn, [OutboxChange("dossier", f"hoso:{MA}:1", hoso())])
+    client = portal(engine, conn_home, sandbox)
+    clock = Clock()
+    assert deliver_once(engine, client, worker_id="s", policy=FAST, clock=clock, kinds=STATUS_KINDS).delivered == 1
+    [letter] = outbox.dead_letters(engine)
+    outbox.replay(engine, [letter.id], payloads={letter.id: record})  # into the dossier's partition
+    up = uploader(engine, client, root, tmp_path / "spool")
+    clock.advance(5)
+    assert deliver_once(engine, client, worker_id="r", policy=FAST, clock=clock, kinds=RESULT_KINDS,
+                        uploader=up).uploads == 1
+    # its dossier's snapshot went out before it: a copy listing it follows
+    assert deliver_once(engine, client, worker_id="s", policy=FAST, clock=clock, kinds=STATUS_KINDS).delivered == 1
+    [done] = [u for u in sandbox.store.uploads_for(MA) if u["status"] == "done"]
+    last = [e.data for e in sandbox.store.dossier_history(MA) if e.kind == "HoSo" and e.accepted][-1]
+    assert [e["GiayToId"] for e in last["DanhSachGiayToKetQua"]] == [done["giay_to_id"]]
