@@ -265,3 +265,49 @@ def test_under_injected_faults_every_file_ends_on_the_portal_once_and_listed(eng
     with engine.connect() as conn:
         resumed, restarts = conn.execute(select(func.sum(ResultUpload.resumed), func.sum(ResultUpload.restarts))).one()
     assert resumed > 0 and not restarts  # interrupted uploads went on where the portal stood
+
+
+def test_concurrent_results_and_status_workers_upload_each_file_once(engine, national, conn_home, tmp_path,
+                                                                    results_dir):
+    """Two results workers and two status workers in threads, on one store (SQLite and PostgreSQL):
+    whole dossiers are claimed, so no file is uploaded twice and every snapshot still follows its files."""
+    import threading
+
+    sim = onestop(tmp_path / "onestop.db")
+    report = attach_results(sim.db, results_dir, seed=3, catalogue=sim.catalogue, large_share=0.0)
+    take_in(engine, sim.db.url)
+    client = portal(engine, conn_home, national)
+    clock = Clock()
+    errors: list[BaseException] = []
+
+    def work(name: str, kinds, up) -> None:
+        import time
+
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline:
+                summary = deliver_once(engine, client, worker_id=name, clock=clock, kinds=kinds, uploader=up,
+                                       per_partition=1 if up else 20)
+                if summary.claimed == 0:
+                    if not _undelivered(engine):
+                        return
+                    time.sleep(0.01)  # the other kind of worker has the dossiers' next events
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    ups = [uploader(engine, client, results_dir, tmp_path / f"spool-{i}") for i in range(2)]
+    threads = [threading.Thread(target=work, args=(f"results-{i}", RESULT_KINDS, ups[i])) for i in range(2)]
+    threads += [threading.Thread(target=work, args=(f"status-{i}", STATUS_KINDS, None)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert states(engine) == {"delivered": sum(states(engine).values())}
+    assert assert_each_result_listed_once(sim, national, results_dir) == report.files
+    done = [u for r in result_rows(sim.db) for u in national.store.uploads_for(r["so_ho_so"])]
+    assert len({u["ma_phien_tai"] for u in done}) == len({(u["ma_ho_so"], u["sha256"]) for u in done})
+
+
+def _undelivered(engine) -> int:
+    return sum(n for state, n in states(engine).items() if state in ("pending", "claimed"))
