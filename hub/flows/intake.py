@@ -42,6 +42,7 @@ from ...connectors.sources.base import (
 )
 from ..audit import ledger
 from ..delivery.outbox import enqueue, enqueue_rejected
+from ..dossiers import project
 from ..errors import ConfigurationError
 from ..store import write_transaction
 from ..store.models import IntakeCursor
@@ -271,6 +272,7 @@ def intake_once(engine: Engine, source: Source, *, source_id: str | None = None,
         with write_transaction(engine) as conn:
             changes, refused = arrange_results(conn, batch.changes, result_codes)
             result = enqueue(conn, changes)
+            project(conn, changes)  # the hub's record of dossiers, with its events
             dead = known_dead = 0
             for rejected in [*(item.rejected() for item in batch.failures), *refused]:
                 if enqueue_rejected(conn, rejected, reason_code=rejected["reason_code"],

@@ -426,6 +426,68 @@ class ResultUpload(Base):
     )
 
 
+class DossierRecord(Base):
+    """The hub's record of one dossier: its current fields, as the intake last took them in.
+
+    Kept by the intake in the transaction that enqueues the dossier's changes
+    (``lienthong.hub.dossiers``), so reports and the 766 scorecard are computed from what the hub
+    took in and sent, never from the one-stop system at report time. The dates are the portal's
+    (``yyyyMMddHHmmss`` Vietnam time) as aware UTC moments; ``record`` is the latest snapshot as
+    canonical JSON; ``version`` its row version in the source (an older version read again never
+    replaces a newer one). ``agency`` is the one-stop system's handling agency (the mapping's
+    ``co_quan`` column), None when the source does not say.
+    """
+
+    __tablename__ = "dossier_records"
+
+    ma_ho_so: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agency: Mapped[str | None] = mapped_column(String(64))
+    ma_tthc: Mapped[str | None] = mapped_column(String(16))
+    ma_linh_vuc: Mapped[str | None] = mapped_column(String(64))
+    kenh: Mapped[int | None] = mapped_column(Integer)
+    trang_thai: Mapped[int] = mapped_column(Integer, nullable=False)
+    ngay_nop: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ngay_tiep_nhan: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ngay_hen_tra: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ngay_ket_thuc_xu_ly: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ngay_tra: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ngay_tu_choi: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int | None] = mapped_column(Integer)
+    source_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    record: Mapped[str] = mapped_column(Text, nullable=False)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    __table_args__ = (
+        # a period's report: dossiers of an agency received, finished or due in a window
+        Index("ix_dossier_records_agency_tiep_nhan", "agency", "ngay_tiep_nhan"),
+        Index("ix_dossier_records_ket_thuc", "ngay_ket_thuc_xu_ly"),
+    )
+
+
+class DossierStatus(Base):
+    """One status a dossier took, and when: from its processing steps (``TrangThai`` at
+    ``ThoiDiemXuLy``) and from its snapshots (``TrangThaiHoSo`` when the change was read). The
+    times of each status, and the supplement periods (from a 5 to the next other status), are
+    read from here. ``source_key`` is the change's idempotency key: read twice, recorded once."""
+
+    __tablename__ = "dossier_statuses"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    ma_ho_so: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[int] = mapped_column(Integer, nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    source_key: Mapped[str] = mapped_column(String(255), nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("source_key"),
+        CheckConstraint(_in("kind", ("dossier", "step")), name="kind"),
+        Index("ix_dossier_statuses_ma_ho_so_at", "ma_ho_so", "at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
 class BreakerState(Base):
     """The circuit breaker of one partner, shared by every worker (see ``lienthong.hub.delivery.breaker``).
 
