@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchkit import HUB_AGENCY, NATIONAL_AGENCY, SandboxProcess, fresh_store, load_average, machine_info
+from benchkit import SandboxProcess, dev_home, fresh_store, load_average, print_machine
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import Engine, select, text
@@ -321,18 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.events < 10 or not batches or any(b < 1 for b in batches):
         parser.error("--events must be >= 10 and batch sizes >= 1")
 
-    print("== machine")
-    for key, value in machine_info().items():
-        print(f"  {key:10} {value}")
-
+    print_machine()
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp_name:
         tmp = Path(tmp_name)
-        home = tmp / "home"
-        password = os.urandom(16).hex()
+        home, password = dev_home(tmp)
         from lienthong.signing.keys import load_identity
-        from lienthong.signing.pki import init_dev_pki
 
-        init_dev_pki(home / "pki", HUB_AGENCY, NATIONAL_AGENCY, password)
         os.environ.update(LIENTHONG_HOME=str(home), LIENTHONG_KEY_PASSWORD=password)
         from lienthong.hub.delivery.outbox import stats
         from lienthong.hub.settings import Settings

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import HUB_AGENCY, NATIONAL_AGENCY, SandboxProcess, load_average, machine_info
+from benchkit import SandboxProcess, dev_home, load_average, print_machine
 
 MB = 1024 * 1024
 #: the uploading worker's lease: renewed while it streams; a killed one's is taken over after it
@@ -149,18 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return child(*args.child)
-    say = (lambda *a, **k: None) if args.json else print
-    say("== machine")
-    for key, value in machine_info().items():
-        say(f"  {key:10} {value}")
-
+    print_machine((lambda *a, **k: None) if args.json else print)
     with tempfile.TemporaryDirectory(prefix="bench-results-") as tmp_name:
         tmp = Path(tmp_name)
-        home = tmp / "home"
-        password = os.urandom(16).hex()
-        from lienthong.signing.pki import init_dev_pki
-
-        init_dev_pki(home / "pki", HUB_AGENCY, NATIONAL_AGENCY, password)
+        home, password = dev_home(tmp)
         root = tmp / "ket-qua"
         root.mkdir()
         size = args.mb * MB

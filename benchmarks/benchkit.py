@@ -57,6 +57,23 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def print_machine(say=print) -> None:
+    """The "== machine" block every benchmark starts with."""
+    say("== machine")
+    for key, value in machine_info().items():
+        say(f"  {key:10} {value}")
+
+
+def dev_home(tmp: Path) -> tuple[Path, str]:
+    """A hub home under ``tmp`` with a development PKI made for this run; returns it and the key password."""
+    from lienthong.signing.pki import init_dev_pki
+
+    home = tmp / "home"
+    password = os.urandom(16).hex()
+    init_dev_pki(home / "pki", HUB_AGENCY, NATIONAL_AGENCY, password)
+    return home, password
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
