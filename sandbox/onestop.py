@@ -92,7 +92,7 @@ from sqlalchemy.engine import URL, make_url
 
 from ..hub.files import write_atomic
 from .catalogue import VN_TZ, Catalogue, lower_first, parse_code
-from .onestop_results import RESULT_INJECTION_KINDS, attach_results, inject_result, results_metadata
+from .onestop_results import RESULT_INJECTION_KINDS, attach_results, hoso_ket_qua, inject_result, results_metadata
 
 # =============================================================================================
 # the local code tables
@@ -222,6 +222,7 @@ hoso_buoc_xu_ly = Table(
 
 HOSO_COLUMNS: tuple[str, ...] = tuple(c.name for c in hoso.columns)
 STEP_COLUMNS: tuple[str, ...] = tuple(c.name for c in hoso_buoc_xu_ly.columns)
+RESULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in hoso_ket_qua.columns)
 #: the hoso columns a change may alter (the rest is fixed when the dossier is created)
 _DYNAMIC = ("trang_thai", "ngay_tiep_nhan", "ngay_hen_tra", "ngay_ket_thuc_xu_ly", "ngay_tra", "cap_nhat_luc",
             "phien_ban")
@@ -504,6 +505,8 @@ class ExportCursor:
     hoso_at: datetime | None = None  # naive UTC, as stored
     hoso_key: str = ""
     step_id: int = 0
+    #: the last ``hoso_ket_qua`` id (result documents)
+    result_id: int = 0
 
     def hoso_after(self) -> Any:
         """The WHERE clause selecting ``hoso`` rows changed after this cursor (None = all)."""
@@ -609,15 +612,22 @@ class OneStopDatabase:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
+    def results(self, *, after_id: int = 0) -> list[dict[str, Any]]:
+        """``hoso_ket_qua`` rows (result documents) in ``id`` order, after ``after_id``."""
+        query = select(hoso_ket_qua).where(hoso_ket_qua.c.id > after_id).order_by(hoso_ket_qua.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
     def high_water(self) -> ExportCursor:
         """The cursor just past everything in the database now."""
         with self.engine.connect() as conn:
             last = conn.execute(select(hoso.c.cap_nhat_luc, hoso.c.so_ho_so)
                                 .order_by(hoso.c.cap_nhat_luc.desc(), hoso.c.so_ho_so.desc()).limit(1)).first()
             step = conn.execute(select(func.max(hoso_buoc_xu_ly.c.id))).scalar_one()
+            result = conn.execute(select(func.max(hoso_ket_qua.c.id))).scalar_one()
         if last is None:
-            return ExportCursor(None, "", int(step or 0))
-        return ExportCursor(last[0], last[1], int(step or 0))
+            return ExportCursor(None, "", int(step or 0), int(result or 0))
+        return ExportCursor(last[0], last[1], int(step or 0), int(result or 0))
 
 
 # =============================================================================================
@@ -1237,11 +1247,15 @@ def _text_value(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _json_bytes(hoso_rows: Sequence[Mapping[str, Any]], step_rows: Sequence[Mapping[str, Any]]) -> bytes:
-    """``{"hoso": [...], "buoc_xu_ly": [...]}`` with one record per line (readable, diffable)."""
+def _json_bytes(hoso_rows: Sequence[Mapping[str, Any]], step_rows: Sequence[Mapping[str, Any]],
+                result_rows: Sequence[Mapping[str, Any]] = ()) -> bytes:
+    """``{"hoso": [...], "buoc_xu_ly": [...]}`` (and ``"ket_qua"`` when there are result documents)
+    with one record per line (readable, diffable)."""
     out = io.StringIO()
-    for n, (key, rows, columns) in enumerate((("hoso", hoso_rows, HOSO_COLUMNS),
-                                              ("buoc_xu_ly", step_rows, STEP_COLUMNS))):
+    parts = [("hoso", hoso_rows, HOSO_COLUMNS), ("buoc_xu_ly", step_rows, STEP_COLUMNS)]
+    if result_rows:
+        parts.append(("ket_qua", result_rows, RESULT_COLUMNS))
+    for n, (key, rows, columns) in enumerate(parts):
         out.write("{" if n == 0 else ",\n")
         out.write(f'"{key}": [')
         for i, row in enumerate(rows):
@@ -1265,9 +1279,11 @@ def _csv_writer(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Ca
     return write
 
 
-def _xml_bytes(hoso_rows: Sequence[Mapping[str, Any]], step_rows: Sequence[Mapping[str, Any]]) -> bytes:
+def _xml_bytes(hoso_rows: Sequence[Mapping[str, Any]], step_rows: Sequence[Mapping[str, Any]],
+               result_rows: Sequence[Mapping[str, Any]] = ()) -> bytes:
     root = etree.Element("xuat_du_lieu")
-    for tag, rows, columns in (("hoso", hoso_rows, HOSO_COLUMNS), ("buoc_xu_ly", step_rows, STEP_COLUMNS)):
+    for tag, rows, columns in (("hoso", hoso_rows, HOSO_COLUMNS), ("buoc_xu_ly", step_rows, STEP_COLUMNS),
+                               ("ket_qua", result_rows, RESULT_COLUMNS)):
         for row in rows:
             record = etree.SubElement(root, tag)
             for column in columns:
@@ -1283,7 +1299,10 @@ def export_files(db: OneStopDatabase, inbox: Path, *, format: str = "json",
 
     Layouts (the file-drop contract of issue 4; UTF-8, no BOM):
 
-    * ``json``: one file ``onestop-<stamp>.json`` = ``{"hoso": [...], "buoc_xu_ly": [...]}``;
+    * ``json``: one file ``onestop-<stamp>.json`` = ``{"hoso": [...], "buoc_xu_ly": [...]}``, and
+      ``"ket_qua": [...]`` (``ket_qua-<stamp>.csv``, ``<ket_qua>`` elements) when result documents
+      (``hoso_ket_qua``) were added after the cursor's ``result_id``; the stamp then ends with the
+      last result id;
     * ``csv``: ``hoso-<stamp>.csv`` and ``buoc_xu_ly-<stamp>.csv``, header row = column names (a
       table with no changed row gets no file); NULL is an empty field;
     * ``xml``: one file ``onestop-<stamp>.xml`` = ``<xuat_du_lieu><hoso>…</hoso><buoc_xu_ly>…
@@ -1311,7 +1330,8 @@ def export_files(db: OneStopDatabase, inbox: Path, *, format: str = "json",
     inbox.mkdir(parents=True, exist_ok=True)
     hoso_rows = db.dossiers(since=since_cursor)
     step_rows = db.steps(after_id=since_cursor.step_id if since_cursor is not None else 0)
-    if not hoso_rows and not step_rows:
+    result_rows = db.results(after_id=since_cursor.result_id if since_cursor is not None else 0)
+    if not hoso_rows and not step_rows and not result_rows:
         return []
     last_at = max((r["cap_nhat_luc"] for r in hoso_rows), default=None)
     if last_at is None and since_cursor is not None:
@@ -1319,24 +1339,29 @@ def export_files(db: OneStopDatabase, inbox: Path, *, format: str = "json",
     last_id = step_rows[-1]["id"] if step_rows else (since_cursor.step_id if since_cursor is not None else 0)
     at = last_at.strftime("%Y%m%dT%H%M%SZ") if last_at is not None else "00000000T000000Z"
     stamp = f"{at}-{last_id:010d}"
-    if max_records is None or len(hoso_rows) + len(step_rows) <= max_records:
-        parts = [(stamp, hoso_rows, step_rows)]
+    if result_rows:  # a name of its own when only results changed
+        stamp += f"-{result_rows[-1]['id']:010d}"
+    if max_records is None or len(hoso_rows) + len(step_rows) + len(result_rows) <= max_records:
+        parts = [(stamp, hoso_rows, step_rows, result_rows)]
     else:
-        chunks = [(rows[i:i + max_records], kind) for rows, kind in ((hoso_rows, "hoso"), (step_rows, "buoc"))
+        chunks = [(rows[i:i + max_records], kind)
+                  for rows, kind in ((hoso_rows, "hoso"), (step_rows, "buoc"), (result_rows, "ket_qua"))
                   for i in range(0, len(rows), max_records)]
-        parts = [(f"{stamp}-p{n:04d}", chunk if kind == "hoso" else [], chunk if kind == "buoc" else [])
-                 for n, (chunk, kind) in enumerate(chunks, start=1)]
+        parts = [(f"{stamp}-p{n:04d}", chunk if kind == "hoso" else [], chunk if kind == "buoc" else [],
+                  chunk if kind == "ket_qua" else []) for n, (chunk, kind) in enumerate(chunks, start=1)]
     written = []
-    for name, dossiers, steps in parts:
+    for name, dossiers, steps, results in parts:
         if format == "json":
-            written.append(atomic_write(inbox / f"onestop-{name}.json", _json_bytes(dossiers, steps)))
+            written.append(atomic_write(inbox / f"onestop-{name}.json", _json_bytes(dossiers, steps, results)))
         elif format == "xml":
-            written.append(atomic_write(inbox / f"onestop-{name}.xml", _xml_bytes(dossiers, steps)))
+            written.append(atomic_write(inbox / f"onestop-{name}.xml", _xml_bytes(dossiers, steps, results)))
         else:
             if dossiers:
                 written.append(atomic_write(inbox / f"hoso-{name}.csv", _csv_writer(dossiers, HOSO_COLUMNS)))
             if steps:
                 written.append(atomic_write(inbox / f"buoc_xu_ly-{name}.csv", _csv_writer(steps, STEP_COLUMNS)))
+            if results:
+                written.append(atomic_write(inbox / f"ket_qua-{name}.csv", _csv_writer(results, RESULT_COLUMNS)))
     return written
 
 

@@ -26,6 +26,7 @@ from results_helpers import (
     CATALOGUE_SIZE,
     Clock,
     accepted_snapshots,
+    mapping,
     onestop,
     portal,
     push_all,
@@ -311,3 +312,29 @@ def test_concurrent_results_and_status_workers_upload_each_file_once(engine, nat
 
 def _undelivered(engine) -> int:
     return sum(n for state, n in states(engine).items() if state in ("pending", "claimed"))
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "xml"])
+def test_results_in_export_files_reach_the_portal_the_same_way(engine, national, conn_home, tmp_path, results_dir,
+                                                               fmt):
+    """The file drop: the sandbox exports hoso, steps and result documents; the inbox source reads
+    them, results after their dossiers, and they are uploaded and listed as from SQL."""
+    from lienthong.connectors.sources.filedrop import FileDropSource
+    from lienthong.hub.flows.intake import intake_once
+
+    sim = onestop(tmp_path / "onestop.db")
+    report = attach_results(sim.db, results_dir, seed=3, catalogue=sim.catalogue, large_share=0.0)
+    inbox = tmp_path / "inbox"
+    written = sim.export_files(inbox, format=fmt)
+    assert any("ket_qua" in path.read_text(encoding="utf-8") or path.name.startswith("ket_qua-") for path in written)
+    summary = intake_once(engine, FileDropSource(inbox, mapping(engine)))
+    assert summary.outcomes["mapped"] == summary.read and not summary.quarantined
+    client = portal(engine, conn_home, national)
+    push_all(engine, client, uploader(engine, client, results_dir, tmp_path / "spool"), Clock())
+    assert assert_each_result_listed_once(sim, national, results_dir) == report.files
+    # a later export with only new results has a name of its own and carries just them
+    sim.advance(200)
+    cursor = sim.db.high_water()
+    more = attach_results(sim.db, results_dir, seed=3, catalogue=sim.catalogue, large_share=0.0)
+    again = sim.export_files(inbox, format=fmt, since_cursor=cursor)
+    assert bool(again) == bool(more.files)
