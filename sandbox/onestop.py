@@ -1475,7 +1475,8 @@ def build_parser(prog: str = "python -m lienthong.sandbox.onestop") -> argparse.
     p.add_argument("--start", default=DEFAULT_START.isoformat(), help="first arrival, ISO 8601 with offset")
     p.add_argument("--arrivals-per-day", type=float, default=120.0, help="mean new dossiers per day (default 120)")
     p.add_argument("--inject", action="append", default=[], metavar="KIND=COUNT",
-                   help=f"add bad dossiers (repeatable): {', '.join(INJECTION_KINDS)}")
+                   help=f"add bad dossiers (repeatable): {', '.join(INJECTION_KINDS)}; or bad result files "
+                        f"for dossiers at DA_XU_LY/DA_TRA_KQ: {', '.join(RESULT_INJECTION_KINDS)}")
     p.add_argument("--results", action="store_true",
                    help="give every dossier at DA_XU_LY/DA_TRA_KQ without a result its result file(s) "
                         "(hoso_ket_qua rows, files under --results-dir)")
