@@ -119,10 +119,13 @@ def test_the_circle_finder_finds_circles():
 #: layer -> what it must never import (docs/architecture.md, "The arrows point down")
 HUB = "lienthong.hub"
 FORBIDDEN = {
-    f"{HUB}.store": (f"{HUB}.audit", f"{HUB}.delivery", f"{HUB}.dossiers", f"{HUB}.flows", f"{HUB}.cli",
-                     "lienthong.connectors"),
+    f"{HUB}.store": (f"{HUB}.audit", f"{HUB}.delivery", f"{HUB}.dossiers", f"{HUB}.reporting", f"{HUB}.flows",
+                     f"{HUB}.cli", "lienthong.connectors"),
     # the record of dossiers: kept by the intake, read by reports; below the flows, above the store
-    f"{HUB}.dossiers": (f"{HUB}.audit", f"{HUB}.delivery", f"{HUB}.flows", f"{HUB}.cli", "lienthong.connectors"),
+    f"{HUB}.dossiers": (f"{HUB}.audit", f"{HUB}.delivery", f"{HUB}.flows", f"{HUB}.cli", "lienthong.connectors",
+                        f"{HUB}.reporting"),
+    # report figures and the scorecard: computed from the record; sending them is a flow's job
+    f"{HUB}.reporting": (f"{HUB}.delivery", f"{HUB}.flows", f"{HUB}.cli", "lienthong.connectors"),
     f"{HUB}.audit": (f"{HUB}.delivery", f"{HUB}.flows", f"{HUB}.cli"),
     f"{HUB}.delivery": (f"{HUB}.flows", f"{HUB}.cli"),
     f"{HUB}.flows": (f"{HUB}.cli",),
@@ -165,7 +168,7 @@ def test_hub_top_level_holds_only_shared_modules():
     top = sorted(p.stem for p in (REPO / "hub").glob("*.py") if p.stem != "__init__")
     assert top == sorted(SHARED), f"hub/ top level: {top}; a concept's modules go in its package"
     packages = sorted(p.name for p in (REPO / "hub").iterdir() if (p / "__init__.py").exists())
-    assert packages == ["audit", "cli", "delivery", "dossiers", "flows", "store"]
+    assert packages == ["audit", "cli", "delivery", "dossiers", "flows", "reporting", "store"]
 
 
 #: the wire: what only transports (and the sandbox, the other end of it) work with
