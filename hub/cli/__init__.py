@@ -13,13 +13,13 @@ import argparse
 from rich.markup import escape
 
 from ..errors import HubError
-from . import audit, catalogue, db, demo, dlq, healthcheck, intake, keys, push, sandbox, status
+from . import audit, catalogue, db, demo, dlq, healthcheck, intake, keys, push, report, sandbox, status
 from .console import EXIT_FAILURE, EXIT_USAGE, console, err_console, parse_moment
 
 __all__ = ["EXIT_FAILURE", "EXIT_USAGE", "build_parser", "console", "err_console", "main", "parse_moment"]
 
 #: the command groups, in the order ``lienthong --help`` lists them; each module adds its parsers
-GROUPS = (keys, db, audit, sandbox, healthcheck, catalogue, intake, push, status, dlq, demo)
+GROUPS = (keys, db, audit, sandbox, healthcheck, catalogue, intake, push, report, status, dlq, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -215,3 +215,27 @@ def test_over_a_simulated_one_stop_system_every_received_dossier_is_accounted_fo
     received_in_months = sum(1 for d in sim.db.dossiers() if d["ngay_tiep_nhan"] and d["trang_thai"] != "TU_CHOI"
                              and "2026-01-01" <= d["ngay_tiep_nhan"] < "2026-05-01")
     assert total == received_in_months
+
+
+def test_report_build_prints_the_figures_as_json_csv_and_a_table(fixture_store, tmp_home, monkeypatch, capsys):
+    import json
+
+    from lienthong.hub.cli import main
+
+    monkeypatch.setenv("LIENTHONG_DB_URL", fixture_store.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("LIENTHONG_AGENCY_CODE", HUB)
+    assert main(["report", "build", "--period", "2026-11", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["period"] == "2026-11" and shown["kind"] == "thang" and shown["number"] == 11
+    by_key = {(r["MaCoQuan"], r.get("MaTTHC")): r for r in shown["rows"]}
+    assert {k: {c: v for c, v in r.items() if c in COLUMNS} for k, r in by_key.items()} == {
+        k: {c: e.get(c, 0) for c in COLUMNS} for k, e in EXPECTED.items()}
+    assert by_key[("A", UNKNOWN)]["without_due_date"] == ["A-20261101-0032", "A-20261101-0033"]
+    assert main(["report", "build", "--period", "2026-11", "--agency", "B", "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(",")[:4] == ["MaCoQuan", "MaTTHC", "MaLinhVuc", "TiepNhanKyTruoc"]
+    assert [line.split(",")[:2] for line in lines[1:]] == [["B", PROCEDURE], ["B", OTHER]]
+    assert main(["report", "build", "--period", "2026-11"]) == 0
+    assert "Báo cáo 06" in capsys.readouterr().out
+    assert main(["report", "build", "--period", "tháng 11"]) == 2
+    assert "2026-Q4" in capsys.readouterr().err
