@@ -11,7 +11,6 @@ from rich.markup import escape
 
 from .console import EXIT_USAGE, console, err_console, load_settings
 
-
 #: the columns' headers in the table (the full names are the report's: --json, --csv)
 SHORT = {"TiepNhanKyTruoc": "KT", "TiepNhanTrucTuyen": "TT", "TiepNhanTrucTiep": "TTi", "TiepNhanBuuChinh": "BC",
          "GiaiQuyetTruocHan": "GQ<", "GiaiQuyetDungHan": "GQ=", "GiaiQuyetQuaHan": "GQ>", "DangXuLyTrongHan": "XL",
