@@ -24,7 +24,6 @@ Usage: ``python benchmarks/bench_results.py [--mb 200] [--json]``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import signal
@@ -42,26 +41,21 @@ LEASE = 10.0
 
 
 def write_file(path: Path, size: int, seed: int) -> str:
+    """The sandbox one-stop system's kind of result file (a PDF header, then pseudo-random bytes)."""
     import random
 
-    rng = random.Random(seed)
-    digest = hashlib.sha256()
-    with open(path, "wb") as fh:
-        left = size
-        while left > 0:
-            block = rng.randbytes(min(MB, left))
-            fh.write(block)
-            digest.update(block)
-            left -= len(block)
-    return digest.hexdigest()
+    from lienthong.sandbox.onestop_results import write_result_file
+
+    return write_result_file(path, size, random.Random(seed))
 
 
 def read_and_hash(path: Path) -> float:
+    """Seconds to read ``path`` and hash it, as the upload's fingerprint does: the baseline."""
+    from lienthong.connectors.dvc_portal import file_fingerprint
+
     began = time.perf_counter()
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(MB), b""):
-            digest.update(block)
+        file_fingerprint(fh)
     return time.perf_counter() - began
 
 
@@ -185,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 "load": load_average(),
             }
             if not args.no_resume:
-                write_file(root / "scan-2.pdf", size, 2)
-                sha2 = hashlib.sha256((root / "scan-2.pdf").read_bytes()).hexdigest()
+                sha2 = write_file(root / "scan-2.pdf", size, 2)
                 enqueue_result(db_url, mas[1], "scan-2.pdf", size, sha2)
                 first = run_child(env, db_url, root, mas[1], "scan-2.pdf")
                 while confirmed(db_url, mas[1]) < size // 2:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,23 +231,24 @@ class DvcPortalClient:
                       chunk_size: int = DEFAULT_CHUNK_SIZE) -> UploadedResult:
         """Upload a file (or bytes) in one go: hashed first, then :meth:`stream_upload`."""
         if isinstance(source, (bytes, bytearray)):
-            size = len(source)
             opener = lambda: io.BytesIO(source)  # noqa: E731
         else:
-            size = os.path.getsize(source)
             opener = lambda: open(source, "rb")  # noqa: E731
         with opener() as fh:
-            sha = file_digest(fh)
+            size, sha = file_fingerprint(fh)
         return self.stream_upload(ma_ho_so, opener, size=size, sha256=sha, file_name=file_name, mime_type=mime_type,
                                   ma_giay_to_ket_qua=ma_giay_to_ket_qua, chunk_size=chunk_size)
 
 
-def file_digest(fh: BinaryIO) -> str:
-    """SHA-256 of a binary file from its current position, 1 MiB at a time."""
+def file_fingerprint(fh: BinaryIO) -> tuple[int, str]:
+    """(size, SHA-256) of a binary file from its current position, read 1 MiB at a time: what an
+    upload announces (both from the same reading, so they describe the same bytes)."""
     digest = hashlib.sha256()
+    size = 0
     for block in iter(lambda: fh.read(1024 * 1024), b""):
         digest.update(block)
-    return digest.hexdigest()
+        size += len(block)
+    return size, digest.hexdigest()
 
 
 def _hash_prefix(fh: BinaryIO, length: int, size: int, name: str) -> tuple[Any, int]:

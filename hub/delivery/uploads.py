@@ -27,7 +27,6 @@ link the portal returned.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -61,17 +60,6 @@ class LeaseLost(Exception):
     """The worker no longer holds the event it is uploading (its lease ran out): stop sending."""
 
 
-def fingerprint(path: Any) -> tuple[int, str]:
-    """(size, SHA-256) of a file, read 1 MiB at a time."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1024 * 1024), b""):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
-
-
 class ResultUploader:
     """Uploads result events' files for one worker (see the module docstring)."""
 
@@ -95,11 +83,9 @@ class ResultUploader:
         local = self.files.locate(payload, key=f"event-{event.id}")
         try:
             size, sha = self._fingerprint(event, local)
-            with open(local.path, "rb") as fh:
-                now_size = _size_of(fh)
-            if now_size != size:
-                raise ResultFileChanged(f"result file {local.origin} has {now_size:,} bytes now, {size:,} when the "
-                                        "hub first read it: it changed after it was announced")
+            if local.size != size:  # located just now; the fingerprint may be from an earlier attempt
+                raise ResultFileChanged(f"result file {local.origin} has {local.size:,} bytes now, {size:,} when "
+                                        "the hub first read it: it changed after it was announced")
             state = {"last": 0.0, "confirmed": None}
 
             def progress(stage: str, session: str, confirmed: int) -> None:
@@ -127,7 +113,10 @@ class ResultUploader:
                                .where(_UPLOADS.c.event_id == event.id)).first()
         if row is not None:
             return int(row.size), row.sha256
-        size, sha = fingerprint(local.path)
+        from ...connectors.dvc_portal import file_fingerprint
+
+        with open(local.path, "rb") as fh:
+            size, sha = file_fingerprint(fh)
         payload = event.payload
         declared_size, declared_sha = payload.get("KichThuoc"), payload.get("SHA256")
         # the hash says more than the size: a file whose bytes differ from the announced hash changed
@@ -163,12 +152,6 @@ class ResultUploader:
             if started and confirmed == 0 and row.confirmed > 0:
                 values["restarts"] = _UPLOADS.c.restarts + 1
             conn.execute(update(_UPLOADS).where(_UPLOADS.c.event_id == event_id).values(**values))
-
-
-def _size_of(fh: Any) -> int:
-    import os
-
-    return os.fstat(fh.fileno()).st_size
 
 
 def document_id_of(uploaded: UploadedResult) -> str:
