@@ -557,7 +557,7 @@ class _Pass:
         except _LOCAL as exc:
             if admission.probe:
                 self.breaker.release_probe()
-            if operation != UPLOAD and (len(events) > 1 or carry is not None):
+            if len(events) > 1 or carry is not None:  # (an upload is always one event)
                 # find the culprit: each event alone (each its own message and DocumentId; a message
                 # the hub refuses to send never reached the portal, so this applies nothing twice)
                 log.warning("%s of %d events refused before sending (%s); sending them one by one",

@@ -236,9 +236,8 @@ def _push(connector, settings: Settings, store) -> dict:
     from ...sandbox.onestop import OneStopSimulator
     from ...sandbox.onestop_results import attach_results
     from ..delivery.outbox import stats
-    from ..delivery.uploads import ResultUploader
     from .intake import CursorDecision, intake_once, load_source_mapping
-    from .results_push import backlog
+    from .results_push import backlog, open_uploader
     from .results_push import drain as upload_results
     from .status_push import drain
 
@@ -269,10 +268,8 @@ def _push(connector, settings: Settings, store) -> dict:
     pushed = drain(store, portal, worker_id="demo", batch_size=50, sole_feed_since=since)
     # the results push: the upload is SOAP whatever carries the rest (the JSON adapter offers none),
     # then the status push again for the snapshots that list the uploaded files
-    from ...connectors.sources.result_files import ResultFiles
-
     soap_portal = DvcPortalClient(connector("dvc_portal", soap=True))
-    uploader = ResultUploader(store.engine, soap_portal, ResultFiles(results_root, spool=settings.results_spool))
+    uploader = open_uploader(replace(settings, results_root=results_root), store, soap_portal)
     uploaded = upload_results(store, soap_portal, uploader, worker_id="demo:results")
     listed = drain(store, portal, worker_id="demo", batch_size=50, sole_feed_since=since)
     delivered = pushed.delivered + listed.delivered
