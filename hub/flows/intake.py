@@ -348,23 +348,21 @@ def arrange_results(conn: Any, changes: list[Any], result_codes: Any = None) -> 
     (``RESULT_CODE_UNKNOWN``)."""
     from ...mappings.dossier import DOSSIER, RESULT
     from ..delivery.outbox import unkeyed_partition
-    from ..store.models import OutboxEvent
+    from ..store.models import DossierRecord, OutboxEvent
 
     results = [c for c in changes if c.kind == RESULT]
     if not results:
         return changes, []
-    table = OutboxEvent.__table__
+    events, records = OutboxEvent.__table__, DossierRecord.__table__
     dossiers = sorted({c.ma_ho_so for c in results})
-    known: dict[str, str | None] = {}  # dossier -> MaTTHC of its latest snapshot in the outbox
+    known: dict[str, str | None] = {}  # dossier with a snapshot in the outbox -> its MaTTHC (the record's)
     for start in range(0, len(dossiers), 500):
         part = dossiers[start:start + 500]
-        rows = conn.execute(select(table.c.partition_key, table.c.payload).where(
-            table.c.partition_key.in_(part), table.c.kind == DOSSIER).order_by(table.c.id)).all()
-        for partition, payload in rows:
-            try:
-                known[partition] = json.loads(payload).get("MaTTHC")
-            except (ValueError, AttributeError):
-                known[partition] = None
+        for partition in conn.execute(select(events.c.partition_key).distinct().where(
+                events.c.partition_key.in_(part), events.c.kind == DOSSIER)).scalars():
+            known[partition] = None  # a snapshot refused by the mapping: known, procedure unknown
+        known.update(conn.execute(select(records.c.ma_ho_so, records.c.ma_tthc)
+                                  .where(records.c.ma_ho_so.in_(part))).all())
     in_batch = {c.ma_ho_so: c.record.get("MaTTHC") for c in changes if c.kind == DOSSIER}
     refused: list[dict] = []
     waiting: dict[str, list[Any]] = {}
