@@ -92,7 +92,14 @@ from sqlalchemy.engine import URL, make_url
 
 from ..hub.files import write_atomic
 from .catalogue import VN_TZ, Catalogue, lower_first, parse_code
-from .onestop_results import RESULT_INJECTION_KINDS, attach_results, hoso_ket_qua, inject_result, results_metadata
+from .onestop_results import (
+    RESULT_INJECTION_KINDS,
+    attach_results,
+    hoso_ket_qua,
+    inject_result,
+    results_metadata,
+)
+from .onestop_results import result_rows as results_of
 
 # =============================================================================================
 # the local code tables
@@ -609,12 +616,6 @@ class OneStopDatabase:
             query = query.where(hoso_buoc_xu_ly.c.so_ho_so == so_ho_so)
         if limit is not None:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
-
-    def results(self, *, after_id: int = 0) -> list[dict[str, Any]]:
-        """``hoso_ket_qua`` rows (result documents) in ``id`` order, after ``after_id``."""
-        query = select(hoso_ket_qua).where(hoso_ket_qua.c.id > after_id).order_by(hoso_ket_qua.c.id)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
@@ -1330,7 +1331,7 @@ def export_files(db: OneStopDatabase, inbox: Path, *, format: str = "json",
     inbox.mkdir(parents=True, exist_ok=True)
     hoso_rows = db.dossiers(since=since_cursor)
     step_rows = db.steps(after_id=since_cursor.step_id if since_cursor is not None else 0)
-    result_rows = db.results(after_id=since_cursor.result_id if since_cursor is not None else 0)
+    result_rows = results_of(db, after_id=since_cursor.result_id if since_cursor is not None else 0)
     if not hoso_rows and not step_rows and not result_rows:
         return []
     last_at = max((r["cap_nhat_luc"] for r in hoso_rows), default=None)

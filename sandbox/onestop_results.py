@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,7 +41,6 @@ from sqlalchemy import (
     Table,
     Text,
     column,
-    func,
     insert,
     select,
     table,
@@ -135,6 +133,24 @@ def _result_name(catalogue: Catalogue, code: str | None) -> tuple[str | None, st
     return None, "Kết quả giải quyết thủ tục hành chính"
 
 
+def _finished_without_result(db: Any, *, limit: int | None = None, newest_first: bool = False) -> list[Any]:
+    """(so_ho_so, ma_thu_tuc, cap_nhat_luc) of the dossiers at DA_XU_LY/DA_TRA_KQ with no result yet,
+    oldest change first (or newest)."""
+    has_result = select(hoso_ket_qua.c.so_ho_so).distinct()
+    order = (hoso.c.cap_nhat_luc.desc() if newest_first else hoso.c.cap_nhat_luc, hoso.c.so_ho_so)
+    query = (select(hoso.c.so_ho_so, hoso.c.ma_thu_tuc, hoso.c.cap_nhat_luc)
+             .where(hoso.c.trang_thai.in_(RESULT_STATUSES), hoso.c.so_ho_so.not_in(has_result)).order_by(*order))
+    if limit is not None:
+        query = query.limit(limit)
+    with db.engine.connect() as conn:
+        return conn.execute(query).all()
+
+
+def _relative(so_ho_so: str, n: int) -> str:
+    """Where the system keeps a dossier's n-th result file, under its result folder."""
+    return f"{so_ho_so[-12:]}/{so_ho_so}-KQ{n}.pdf"
+
+
 def attach_results(db: Any, root: Path, *, seed: int = 1, catalogue: Catalogue | None = None,
                    large_share: float = 0.05, large_mb: tuple[int, int] = (12, 40),
                    limit: int | None = None, now: datetime | None = None) -> ResultReport:
@@ -145,14 +161,7 @@ def attach_results(db: Any, root: Path, *, seed: int = 1, catalogue: Catalogue |
     catalogue = catalogue or Catalogue(300, seed=1)
     root = Path(root)
     report = ResultReport()
-    has_result = select(hoso_ket_qua.c.so_ho_so).distinct()
-    query = (select(hoso.c.so_ho_so, hoso.c.ma_thu_tuc, hoso.c.cap_nhat_luc)
-             .where(hoso.c.trang_thai.in_(RESULT_STATUSES), hoso.c.so_ho_so.not_in(has_result))
-             .order_by(hoso.c.cap_nhat_luc, hoso.c.so_ho_so))
-    if limit is not None:
-        query = query.limit(limit)
-    with db.engine.connect() as conn:
-        dossiers = conn.execute(query).all()
+    dossiers = _finished_without_result(db, limit=limit)
     rows = []
     for so_ho_so, ma_thu_tuc, changed in dossiers:
         rng = random.Random(f"{seed}|{so_ho_so}")
@@ -160,7 +169,7 @@ def attach_results(db: Any, root: Path, *, seed: int = 1, catalogue: Catalogue |
         count = 2 if rng.random() < 0.1 else 1
         for n in range(1, count + 1):
             size = draw_size(rng, large_share=large_share, large_mb=large_mb)
-            relative = f"{so_ho_so[-12:].replace('/', '_')}/{so_ho_so}-KQ{n}.pdf"
+            relative = _relative(so_ho_so, n)
             sha = write_result_file(root / relative, size, random.Random(f"{seed}|{so_ho_so}|{n}"))
             rows.append(_row(so_ho_so, n, code, name, relative, size, sha, now or changed))
             report.files += 1
@@ -189,11 +198,7 @@ def inject_result(db: Any, root: Path, kind: str, count: int = 1, *, seed: int =
         raise ValueError(f"unknown result injection {kind!r}: one of {', '.join(RESULT_INJECTION_KINDS)}")
     catalogue = catalogue or Catalogue(300, seed=1)
     root = Path(root)
-    has_result = select(hoso_ket_qua.c.so_ho_so).distinct()
-    with db.engine.connect() as conn:
-        dossiers = conn.execute(select(hoso.c.so_ho_so, hoso.c.ma_thu_tuc, hoso.c.cap_nhat_luc)
-                                .where(hoso.c.trang_thai.in_(RESULT_STATUSES), hoso.c.so_ho_so.not_in(has_result))
-                                .order_by(hoso.c.cap_nhat_luc.desc(), hoso.c.so_ho_so).limit(count)).all()
+    dossiers = _finished_without_result(db, limit=count, newest_first=True)
     if len(dossiers) < count:
         raise ValueError(f"only {len(dossiers)} dossier(s) at DA_XU_LY/DA_TRA_KQ without a result; "
                          f"{kind} needs {count}")
@@ -202,7 +207,7 @@ def inject_result(db: Any, root: Path, kind: str, count: int = 1, *, seed: int =
         rng = random.Random(f"{seed}|{kind}|{so_ho_so}")
         code, name = _result_name(catalogue, ma_thu_tuc)
         size = rng.randint(8 * _KB, 64 * _KB)
-        relative = f"{so_ho_so[-12:]}/{so_ho_so}-KQ1.pdf"
+        relative = _relative(so_ho_so, 1)
         path = root / relative
         if kind == "result_missing_file":
             sha = hashlib.sha256(b"never written").hexdigest()
@@ -223,15 +228,11 @@ def inject_result(db: Any, root: Path, kind: str, count: int = 1, *, seed: int =
     return codes
 
 
-def result_rows(db: Any, so_ho_so: str | None = None) -> list[Mapping[str, Any]]:
-    """The ``hoso_ket_qua`` rows (of one dossier), in id order."""
-    query = select(hoso_ket_qua).order_by(hoso_ket_qua.c.id)
+def result_rows(db: Any, so_ho_so: str | None = None, *, after_id: int = 0) -> list[dict[str, Any]]:
+    """The ``hoso_ket_qua`` rows (of one dossier) after ``after_id``, in id order."""
+    query = select(hoso_ket_qua).where(hoso_ket_qua.c.id > after_id).order_by(hoso_ket_qua.c.id)
     if so_ho_so is not None:
         query = query.where(hoso_ket_qua.c.so_ho_so == so_ho_so)
     with db.engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
 
-
-def result_count(db: Any) -> int:
-    with db.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(hoso_ket_qua)).scalar_one())
