@@ -222,6 +222,21 @@ class AirflowCluster:
         response.raise_for_status()
         return response.json()["task_instances"]
 
+    def run_once(self, dag_id: str, deadline: float) -> tuple[str, dict, list[dict], dict]:
+        """Wait for the components and the DAG (parsed without import errors), trigger one run and
+        wait for its end; returns the run id, the run, its task instances and their states by
+        (task id, rendered map index or map index)."""
+        self.wait_until_ready(deadline)
+        self.wait_for_dag(dag_id, deadline)
+        errors = self.import_errors()
+        if errors:
+            raise ClusterError(f"the DAGs folder has import errors: {errors}")
+        run_id = self.trigger(dag_id)
+        run = self.wait_for_run(dag_id, run_id, deadline)
+        tis = self.task_instances(dag_id, run_id)
+        states = {(ti["task_id"], ti["rendered_map_index"] or ti["map_index"]): ti["state"] for ti in tis}
+        return run_id, run, tis, states
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1):
         response = self.api(
             "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",

@@ -35,15 +35,7 @@ def test_intake_dag_maps_one_task_per_source_and_isolates_a_failing_one(airflow_
     ]}), encoding="utf-8")
     started = time.monotonic()
     cluster = airflow_cluster_factory(DAGS_FOLDER, {"LIENTHONG_HOME": str(tmp_home), "LIENTHONG_SOURCES": str(sources)})
-    deadline = started + RUN_BUDGET_SECONDS
-    cluster.wait_until_ready(deadline)
-    cluster.wait_for_dag(DAG_ID, deadline)
-    assert cluster.import_errors() == []
-    run_id = cluster.trigger(DAG_ID)
-    run = cluster.wait_for_run(DAG_ID, run_id, deadline)
-
-    tis = cluster.task_instances(DAG_ID, run_id)
-    states = {(ti["task_id"], ti["rendered_map_index"] or ti["map_index"]): ti["state"] for ti in tis}
+    run_id, run, tis, states = cluster.run_once(DAG_ID, started + RUN_BUDGET_SECONDS)
     assert run["state"] == "failed", states  # one source failed, and the run says so
     assert states == {("sources", -1): "success", ("intake", "so-a"): "success",
                       ("intake", "so-b"): "success", ("intake", "so-gone"): "failed"}

@@ -53,14 +53,7 @@ def test_results_dag_uploads_every_file_once_with_two_mapped_workers(airflow_clu
         env = {"LIENTHONG_HOME": str(tmp_home), "LIENTHONG_DVC_URL": base_url + "/dvc",
                "LIENTHONG_RESULTS_ROOT": str(results_dir)}
         cluster = airflow_cluster_factory(DAGS_FOLDER, env)
-        deadline = started + RUN_BUDGET_SECONDS
-        cluster.wait_until_ready(deadline)
-        cluster.wait_for_dag(DAG_ID, deadline)
-        assert cluster.import_errors() == []
-        run_id = cluster.trigger(DAG_ID)
-        run = cluster.wait_for_run(DAG_ID, run_id, deadline)
-        tis = cluster.task_instances(DAG_ID, run_id)
-        states = {(ti["task_id"], ti["rendered_map_index"] or ti["map_index"]): ti["state"] for ti in tis}
+        run_id, run, tis, states = cluster.run_once(DAG_ID, started + RUN_BUDGET_SECONDS)
         assert run["state"] == "success", states
         assert states == {("worker_slots", -1): "success", ("upload", "worker 0"): "success",
                           ("upload", "worker 1"): "success"}
